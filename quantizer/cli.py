@@ -1,0 +1,99 @@
+"""`qasr` command line: `qasr quantize MODEL.nemo --out DIR [options]`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from quantizer.calibrate import CALIBRATION_METHODS
+from quantizer.checkpoint import CheckpointError, UnsupportedModelError
+from quantizer.pipeline import CalibrationSettings, quantize_checkpoint
+from quantizer.quantize import QuantSettings
+from quantizer.synthetic import SyntheticSettings
+
+REPORT_FILE = "report.json"
+
+
+def _add_quantize(commands) -> None:
+    parser = commands.add_parser("quantize", help="quantize a .nemo CTC checkpoint to an integer model, no data needed")
+    parser.add_argument("model", type=Path, help="a NeMo .nemo checkpoint (EncDecCTCModel, ConvASR encoder)")
+    parser.add_argument("--out", type=Path, required=True, help="folder for model.json, weights.npz, report.json")
+    defaults = SyntheticSettings()
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--samples", type=int, default=defaults.samples, help="synthetic calibration inputs")
+    parser.add_argument("--frames", type=int, default=defaults.frames, help="longest input, 10 ms frames")
+    parser.add_argument(
+        "--min-frames",
+        type=int,
+        default=defaults.min_frames,
+        help="shortest input; equal to --frames for the paper's fixed length",
+    )
+    parser.add_argument("--iters", type=int, default=defaults.iters, help="Adam steps per batch")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--per-sample", action="store_true", help="also match BN statistics per utterance")
+    parser.add_argument("--no-input-prior", action="store_true", help="do not per-feature normalise the inputs")
+    parser.add_argument("--weight-bits", type=int, default=8)
+    parser.add_argument("--act-bits", type=int, default=8)
+    parser.add_argument("--calib", choices=CALIBRATION_METHODS, default=CalibrationSettings().method)
+    parser.add_argument("--percentile", type=float, default=CalibrationSettings().percentile)
+    parser.add_argument(
+        "--eval-samples",
+        type=int,
+        default=CalibrationSettings().eval_samples,
+        help="held-out synthetic inputs for the report",
+    )
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: PyTorch's default)")
+
+
+def _quantize(args: argparse.Namespace) -> int:
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    synthetic = SyntheticSettings(
+        samples=args.samples,
+        frames=args.frames,
+        min_frames=min(args.min_frames, args.frames),
+        iters=args.iters,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        per_sample=args.per_sample,
+        input_prior=not args.no_input_prior,
+        seed=args.seed,
+    )
+    model, report, _ = quantize_checkpoint(
+        args.model,
+        synthetic,
+        QuantSettings(args.weight_bits, args.act_bits),
+        CalibrationSettings(args.calib, args.percentile, args.eval_samples),
+        progress=True,
+    )
+    model.save(args.out)
+    (args.out / REPORT_FILE).write_text(json.dumps(report, indent=1))
+    size = report["size"]
+    print(
+        f"wrote {args.out}: {report['parameters']:,} parameters, {size['fp32_bytes'] / 1e6:.1f} MB fp32 -> "
+        f"{size['quantized_bytes'] / 1e6:.1f} MB ({size['compression']:.2f}x); BN loss "
+        f"{report['synthetic']['initial_loss']:.3f} -> {report['synthetic']['final_loss']:.3f}; argmax agreement "
+        f"with FP32 {report['argmax_agreement']:.2%}; seconds {report['seconds']}"
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="qasr", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_quantize(commands)
+    args = parser.parse_args(argv)
+    try:
+        return _quantize(args)
+    except (CheckpointError, UnsupportedModelError, ValueError) as error:
+        print(f"qasr {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""`.nemo` checkpoint -> integer model and report: load, fold, synthesise, calibrate, quantize, evaluate."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from quantizer.calibrate import calibrate_ranges
+from quantizer.checkpoint import read_nemo
+from quantizer.graph import FloatGraph, FloatModel, build_float_graph
+from quantizer.integer_model import IntegerModel
+from quantizer.quantize import QuantSettings, quantize_graph
+from quantizer.report import evaluate, model_sizes
+from quantizer.synthetic import SyntheticSettings, generate
+
+EVAL_SEED_OFFSET = 1000  # held-out synthetic inputs use seed + this
+
+
+@dataclasses.dataclass(frozen=True)
+class CalibrationSettings:
+    method: str = "percentile"
+    percentile: float = 99.99
+    eval_samples: int = 2  # held-out synthetic inputs for the report
+
+
+class StageTimer:
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str):
+        start = time.perf_counter()
+        yield
+        self.seconds[name] = round(time.perf_counter() - start, 3)
+
+
+def quantize_checkpoint(
+    path: str | Path,
+    synthetic: SyntheticSettings = SyntheticSettings(),
+    quant: QuantSettings = QuantSettings(),
+    calibration: CalibrationSettings = CalibrationSettings(),
+    progress: bool = False,
+) -> tuple[IntegerModel, dict, FloatGraph]:
+    """Quantize a checkpoint with no real data; returns the model, its report and the float graph."""
+    timer = StageTimer()
+    with timer.stage("load"):
+        checkpoint = read_nemo(path)
+    with timer.stage("fold"):
+        graph = build_float_graph(checkpoint)
+        float_model = FloatModel(graph)
+    with timer.stage("synthesize"):
+        data = generate(float_model, synthetic, progress=progress)
+    with timer.stage("calibrate"):
+        ranges = calibrate_ranges(
+            float_model,
+            data.features,
+            data.lengths,
+            calibration.method,
+            calibration.percentile,
+            synthetic.batch_size,
+            quant.act_bits,
+        )
+    with timer.stage("quantize"):
+        model = quantize_graph(graph, ranges, quant)
+        model.settings.update(
+            checkpoint_sha256=checkpoint.sha256,
+            synthetic=synthetic.as_dict(),
+            calibration=dataclasses.asdict(calibration),
+        )
+    with timer.stage("evaluate"):
+        held_out = dataclasses.replace(
+            synthetic, samples=calibration.eval_samples, seed=synthetic.seed + EVAL_SEED_OFFSET
+        )
+        eval_data = generate(float_model, held_out, progress=progress)
+        evaluation = evaluate(graph, model, eval_data.features, eval_data.lengths)
+    report = {
+        "checkpoint": str(path),
+        "checkpoint_sha256": checkpoint.sha256,
+        "parameters": graph.parameter_count(),
+        "nodes": len(graph.nodes),
+        "settings": model.settings,
+        "synthetic": {
+            "initial_loss": data.initial_loss,
+            "final_loss": data.final_loss,
+            "loss_reduction": data.initial_loss / max(data.final_loss, 1e-12),
+        },
+        "input_scale": model.input_scale,
+        "size": model_sizes(graph, model),
+        "argmax_agreement": evaluation["argmax_agreement"],
+        "eval_frames": evaluation["frames"],
+        "layers": evaluation["layers"],
+        "seconds": timer.seconds,
+        "torch_threads": torch.get_num_threads(),
+    }
+    return model, report, graph

@@ -1,0 +1,27 @@
+import json
+
+from quantizer.cli import main
+from quantizer.integer_model import IntegerModel
+
+CHEAP = ["--samples", "2", "--frames", "40", "--min-frames", "30", "--iters", "3", "--eval-samples", "1"]
+
+
+def test_quantize_writes_model_and_report(quartznet_nemo, tmp_path, capsys):
+    out = tmp_path / "int8"
+    assert main(["quantize", str(quartznet_nemo), "--out", str(out), "--calib", "mse", *CHEAP]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["settings"]["calibration"]["method"] == "mse"
+    assert report["settings"]["synthetic"]["samples"] == 2
+    assert len(report["layers"]) == len(IntegerModel.load(out).nodes)
+    assert "argmax agreement" in capsys.readouterr().out
+
+
+def test_quantize_reports_a_missing_checkpoint(tmp_path, capsys):
+    assert main(["quantize", str(tmp_path / "absent.nemo"), "--out", str(tmp_path / "out")]) == 2
+    assert "absent.nemo: no such file" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_quantize_rejects_bad_bits(quartznet_nemo, tmp_path, capsys):
+    assert main(["quantize", str(quartznet_nemo), "--out", str(tmp_path), "--weight-bits", "12", *CHEAP]) == 2
+    assert "weight_bits must be between 2 and 8" in capsys.readouterr().err
