@@ -48,8 +48,18 @@ def main() -> None:
         if not checkpoint.exists():
             save_nemo_model(config(), checkpoint)
         out = args.work / f"{name}-int8"
-        command = ["/usr/bin/time", "-v", sys.executable, "-m", "quantizer.cli", "quantize", str(checkpoint),
-                   "--out", str(out), *options]
+        command = [
+            "/usr/bin/time",
+            "-v",
+            sys.executable,
+            "-m",
+            "quantizer.cli",
+            "quantize",
+            str(checkpoint),
+            "--out",
+            str(out),
+            *options,
+        ]
         start = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True)
         seconds = time.perf_counter() - start

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from quantizer.graph import FEATURES, FloatModel, valid_mask
+from quantizer.graph import FEATURES, FloatModel, term_key, valid_mask
 from quantizer.quantize import output_range
 
 CALIBRATION_METHODS = ("minmax", "percentile", "mse")
@@ -44,7 +44,10 @@ def calibrate_ranges(
     act_bits: int = 8,
 ) -> dict[str, float]:
     """Largest magnitude to represent per tensor, from |x| over valid frames: its max, a percentile,
-    or the range whose rounding-plus-clipping error at `act_bits` is smallest (mse)."""
+    or the range whose rounding-plus-clipping error at `act_bits` is smallest (mse).
+
+    Also measures each term of a multi-term node, keyed `term_key(node, j)`.
+    """
     if method not in CALIBRATION_METHODS:
         raise ValueError(f"calibration method must be one of {CALIBRATION_METHODS}, got '{method}'")
     magnitudes: dict[str, list[np.ndarray]] = {}
@@ -52,11 +55,17 @@ def calibrate_ranges(
     def observe(name, y, out_lengths):
         magnitudes.setdefault(name, []).append(_valid_magnitudes(y, out_lengths))
 
+    nodes = model.graph.nodes
+
+    def observe_term(i, j, y, out_lengths):
+        if len(nodes[i].terms) > 1:
+            observe(term_key(nodes[i].name, j), y, out_lengths)
+
     for start in range(0, len(features), batch_size):
         x = torch.from_numpy(features[start : start + batch_size])
         x_lengths = torch.from_numpy(lengths[start : start + batch_size])
         observe(FEATURES, x, x_lengths)
-        model(x, x_lengths, on_node=observe)
+        model(x, x_lengths, on_term=observe_term, on_node=observe)
     relu = {node.name: node.relu for node in model.graph.nodes}
     levels = {name: output_range(relu.get(name, False), act_bits)[1] for name in magnitudes}
     ranges = {}

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from quantizer.calibrate import CALIBRATION_METHODS
 from quantizer.checkpoint import CheckpointError, UnsupportedModelError
+from quantizer.onnx_export import write_backends
 from quantizer.pipeline import CalibrationSettings, quantize_checkpoint
 from quantizer.quantize import QuantSettings
 from quantizer.synthetic import SyntheticSettings
@@ -19,7 +21,9 @@ REPORT_FILE = "report.json"
 def _add_quantize(commands) -> None:
     parser = commands.add_parser("quantize", help="quantize a .nemo CTC checkpoint to an integer model, no data needed")
     parser.add_argument("model", type=Path, help="a NeMo .nemo checkpoint (EncDecCTCModel, ConvASR encoder)")
-    parser.add_argument("--out", type=Path, required=True, help="folder for model.json, weights.npz, report.json")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="folder for model.json, weights.npz, report.json and *.onnx"
+    )
     defaults = SyntheticSettings()
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--samples", type=int, default=defaults.samples, help="synthetic calibration inputs")
@@ -64,14 +68,17 @@ def _quantize(args: argparse.Namespace) -> int:
         input_prior=not args.no_input_prior,
         seed=args.seed,
     )
-    model, report, _ = quantize_checkpoint(
+    model, report, graph = quantize_checkpoint(
         args.model,
         synthetic,
         QuantSettings(args.weight_bits, args.act_bits),
         CalibrationSettings(args.calib, args.percentile, args.eval_samples),
         progress=True,
     )
+    start = time.perf_counter()
     model.save(args.out)
+    report["onnx_bytes"] = write_backends(args.out, model, graph)
+    report["seconds"]["export"] = round(time.perf_counter() - start, 3)
     (args.out / REPORT_FILE).write_text(json.dumps(report, indent=1))
     size = report["size"]
     print(

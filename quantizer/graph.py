@@ -23,13 +23,30 @@ _SUPPORTED_ENCODER = "ConvASREncoder"
 _SUPPORTED_DECODER = "ConvASRDecoder"
 
 
-def conv_out_lengths(lengths, kernel: int, stride: int, padding: int, dilation: int):
-    """NeMo's MaskedConv1d.get_seq_len (lengths are non-negative, so // is its trunc); also frame counts."""
-    return (lengths + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+class ConvShape:
+    """Length arithmetic shared by float and integer conv terms (both have weight [C_out, C_in, K])."""
+
+    weight: np.ndarray
+    stride: int
+    dilation: int
+    padding: int
+
+    @property
+    def kernel(self) -> int:
+        return int(self.weight.shape[2])
+
+    @property
+    def masks_input(self) -> bool:
+        """Only a kernel wider than one frame lets padded frames reach valid outputs, so only it masks."""
+        return self.kernel > 1
+
+    def out_lengths(self, lengths):
+        """NeMo's MaskedConv1d.get_seq_len (lengths are non-negative, so // is its trunc); also frame counts."""
+        return (lengths + 2 * self.padding - self.dilation * (self.kernel - 1) - 1) // self.stride + 1
 
 
 @dataclass
-class ConvTerm:
+class ConvTerm(ConvShape):
     """One convolution of a node: `weight * masked(source) + bias`, BN already folded in."""
 
     source: str
@@ -43,13 +60,6 @@ class ConvTerm:
     # |gamma| sigma / sqrt(var + eps)); None for a conv that feeds no BatchNorm.
     bn_mean: np.ndarray | None = None
     bn_std: np.ndarray | None = None
-
-    @property
-    def kernel(self) -> int:
-        return int(self.weight.shape[2])
-
-    def out_lengths(self, lengths):
-        return conv_out_lengths(lengths, self.kernel, self.stride, self.padding, self.dilation)
 
 
 @dataclass
@@ -263,13 +273,18 @@ def build_float_graph(checkpoint: NemoCheckpoint) -> FloatGraph:
     )
 
 
+def term_key(node: str, term: int) -> str:
+    """Name of one term's output inside a multi-term node (for ranges of branches before their sum)."""
+    return f"{node}/term{term}"
+
+
 def valid_mask(lengths: torch.Tensor, frames: int) -> torch.Tensor:
     """[B, T] bool: frame t of utterance b is inside its length."""
     return torch.arange(frames, device=lengths.device)[None, :] < lengths[:, None]
 
 
 class FloatModel(torch.nn.Module):
-    """Runs a FloatGraph in PyTorch, masking every conv input to its valid frames like NeMo."""
+    """Runs a FloatGraph in PyTorch, zeroing padded frames before every conv that reads neighbours."""
 
     def __init__(self, graph: FloatGraph):
         super().__init__()
@@ -290,7 +305,8 @@ class FloatModel(torch.nn.Module):
             total = None
             for j, term in enumerate(node.terms):
                 x, x_lengths = tensors[term.source]
-                x = x * valid_mask(x_lengths, x.shape[2])[:, None, :].to(x.dtype)
+                if term.masks_input:
+                    x = x * valid_mask(x_lengths, x.shape[2])[:, None, :].to(x.dtype)
                 y = torch.nn.functional.conv1d(
                     x,
                     getattr(self, f"w{i}_{j}"),

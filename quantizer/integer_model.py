@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from quantizer.graph import conv_out_lengths
+from quantizer.graph import ConvShape
 
 FORMAT_NAME = "qasr.integer-model"
 FORMAT_VERSION = 1
@@ -34,7 +34,7 @@ class ArtifactError(ValueError):
 
 
 @dataclass
-class IntegerTerm:
+class IntegerTerm(ConvShape):
     source: str
     weight: np.ndarray  # int8 [C_out, C_in / groups, K], symmetric, per output channel
     bias: np.ndarray  # int32 [C_out], scale = input scale * weight_scale
@@ -44,13 +44,9 @@ class IntegerTerm:
     dilation: int = 1
     padding: int = 0
     groups: int = 1
-
-    @property
-    def kernel(self) -> int:
-        return int(self.weight.shape[2])
-
-    def out_lengths(self, lengths):
-        return conv_out_lengths(lengths, self.kernel, self.stride, self.padding, self.dilation)
+    # Calibrated magnitude of this term's own output, for backends that requantize each branch
+    # before adding (int8's QLinearAdd); 0 for single-term nodes. Not used by the integer semantics.
+    output_range: float = 0.0
 
 
 @dataclass
@@ -103,6 +99,7 @@ class IntegerModel:
                 arrays[f"{key}.weight_scale"] = term.weight_scale
                 terms.append(
                     dict(
+                        output_range=term.output_range,
                         source=term.source,
                         stride=term.stride,
                         dilation=term.dilation,
@@ -172,6 +169,7 @@ class IntegerModel:
                             bias=arrays[f"n{i}.t{j}.bias"],
                             multiplier=arrays[f"n{i}.t{j}.multiplier"],
                             weight_scale=arrays[f"n{i}.t{j}.weight_scale"],
+                            output_range=t["output_range"],
                         )
                         for j, t in enumerate(n["terms"])
                     ],

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from quantizer.graph import FEATURES, FloatGraph
+from quantizer.graph import FEATURES, FloatGraph, term_key
 from quantizer.integer_model import IntegerModel, IntegerNode, IntegerTerm
 
 MULTIPLIER_BITS = 24  # dyadic numerators lie in [2^23, 2^24] for a node's largest term
@@ -59,9 +59,21 @@ def output_range(relu: bool, bits: int) -> tuple[int, int]:
     return (0, 2**bits - 1) if relu else (-symmetric_max(bits), symmetric_max(bits))
 
 
+def check_accumulator_bound(node_name: str, term: IntegerTerm, input_max: int) -> None:
+    """Refuse a term whose accumulator could leave int32 (integer runtimes accumulate in int32)."""
+    weight_sum = np.abs(term.weight.astype(np.int64)).reshape(term.weight.shape[0], -1).sum(axis=1)
+    bound = int((weight_sum * input_max + np.abs(term.bias.astype(np.int64))).max())
+    if bound > INT32_MAX:
+        raise ValueError(
+            f"{node_name}: an int32 accumulator could overflow (bound {bound}): use fewer weight or activation bits"
+        )
+
+
 def quantize_graph(graph: FloatGraph, ranges: dict[str, float], settings: QuantSettings) -> IntegerModel:
-    """ranges: largest real magnitude to represent, per tensor name (FEATURES and every node)."""
+    """ranges: largest real magnitude to represent, per tensor name (FEATURES, every node, and the
+    terms of multi-term nodes under `term_key`)."""
     scales = {FEATURES: max(ranges[FEATURES], 1e-8) / symmetric_max(settings.act_bits)}
+    input_max = {FEATURES: symmetric_max(settings.act_bits)}
     nodes = []
     for index, node in enumerate(graph.nodes):
         is_output = index == len(graph.nodes) - 1
@@ -87,10 +99,13 @@ def quantize_graph(graph: FloatGraph, ranges: dict[str, float], settings: QuantS
                     dilation=term.dilation,
                     padding=term.padding,
                     groups=term.groups,
+                    output_range=ranges.get(term_key(node.name, len(terms)), 0.0) if len(node.terms) > 1 else 0.0,
                 )
             )
+            check_accumulator_bound(node.name, terms[-1], input_max[term.source])
         nodes.append(IntegerNode(node.name, terms, shift, node.relu, out_min, out_max, scale, bits))
         scales[node.name] = scale
+        input_max[node.name] = out_max
     return IntegerModel(
         feat_in=graph.feat_in,
         input_scale=scales[FEATURES],

@@ -13,21 +13,27 @@ from quantizer.integer_model import IntegerModel, IntegerNode, IntegerTerm
 
 
 def quantize_features(features: np.ndarray, model: IntegerModel) -> np.ndarray:
-    """The one float step, at the boundary: features [B, F, T] float -> int8 codes.
+    """The one float step, at the boundary: features [B, F, T] float32 -> int8 codes.
 
-    Rounds half up (floor(x / scale + 1/2)), like the requantization shifts.
+    floor(x / scale + 1/2) in float32 (IEEE-exact in every runtime), rounding half up like the shifts.
     """
-    codes = np.floor(features.astype(np.float64) / model.input_scale + 0.5)
+    codes = np.floor(features.astype(np.float32) / np.float32(model.input_scale) + np.float32(0.5))
     return np.clip(codes, -model.input_max, model.input_max).astype(np.int8)
 
 
-def _masked(x: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+def _conv_input(x: np.ndarray, lengths: np.ndarray, term: IntegerTerm) -> np.ndarray:
+    """int64 copy of x, padded frames zeroed where the kernel reads neighbours."""
+    if not term.masks_input:
+        return x.astype(np.int64)
     keep = np.arange(x.shape[2])[None, :] < lengths[:, None]  # [B, T]
     return np.where(keep[:, None, :], x, 0).astype(np.int64)
 
 
 def integer_conv(x: np.ndarray, term: IntegerTerm) -> np.ndarray:
-    """x int64 [B, C_in, T] (already masked) -> int64 accumulators [B, C_out, T'] including the bias."""
+    """x int64 [B, C_in, T] (masked) -> accumulators [B, C_out, T'] including the bias.
+
+    int64 here; quantize_graph guarantees every accumulator fits int32, as integer runtimes keep it.
+    """
     batch, channels, frames = x.shape
     padded = np.pad(x, ((0, 0), (0, 0), (term.padding, term.padding)))
     out_frames = term.out_lengths(frames)
@@ -83,7 +89,7 @@ def run_integer(
         accumulators = []
         for term in node.terms:
             x, x_lengths = tensors[term.source]
-            accumulators.append(integer_conv(_masked(x, x_lengths), term))
+            accumulators.append(integer_conv(_conv_input(x, x_lengths, term), term))
         out_lengths = node.terms[0].out_lengths(tensors[node.terms[0].source][1])
         tensors[node.name] = (requantize(accumulators, node).astype(container_dtype(node)), out_lengths)
     logits, out_lengths = tensors[model.output]

@@ -43,7 +43,8 @@ def simulate(
         accumulators, real = [], []
         for term in node.terms:
             x, x_lengths = tensors[term.source]
-            x = x * valid_mask(x_lengths, x.shape[2])[:, None, :]
+            if term.masks_input:
+                x = x * valid_mask(x_lengths, x.shape[2])[:, None, :]
             accumulators.append(
                 torch.nn.functional.conv1d(
                     x,

@@ -1,0 +1,390 @@
+"""ONNX graphs of a quantized model, one per backend, all with the same interface.
+
+Inputs `features` float32 [B, F, T] and `lengths` int64 [B]; outputs `logits` [B, classes, T']
+(int32 for `integer`, float32 otherwise), `tokens` int64 [B, T'] (argmax) and `out_lengths`
+int64 [B]. Batch and time are dynamic; padded frames are zeroed before every conv that reads
+neighbours, so a padded utterance gives what it gives alone.
+
+- `integer`: strictly integer between the input quantization and the argmax. Activations are
+  uint8 (after ReLU: the code; signed: code + 128), weights uint8 with zero point 128 (ORT's fast
+  ConvInteger path), requantization `(sum_i acc_i * M_i + C) / 2^s` in int64 with the bias and
+  rounding folded into C. Bit-exact with `quantizer.reference`.
+- `int8`: ORT's fused QLinearConv / QLinearAdd (u8 activations, s8 per-channel weights).
+- `qdq`: symmetric QuantizeLinear/DequantizeLinear pairs around float convs (zero points 0), the
+  form TensorRT's INT8 path takes.
+- `fp32`: the BN-folded float graph.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from quantizer.graph import FEATURES, FloatGraph
+from quantizer.integer_model import IntegerModel, IntegerNode
+
+OPSET = 17
+MS_DOMAIN = "com.microsoft"  # QLinearAdd
+SIGNED_OFFSET = 128  # uint8 code of a signed activation's zero
+FLOOR_OFFSET_LOG2 = 60  # makes int64 truncating division floor: sum_i acc_i * M_i < 2^59 always
+
+
+class _Builder:
+    """Accumulates nodes and initializers with unique names."""
+
+    def __init__(self):
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+        self.count = 0
+
+    def const(self, array: np.ndarray, hint: str = "c") -> str:
+        self.count += 1
+        name = f"{hint}_{self.count}"
+        self.initializers.append(numpy_helper.from_array(np.asarray(array), name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], hint: str = "", domain: str = "", outputs: int = 1, **attrs):
+        self.count += 1
+        names = [f"{hint or op_type.lower()}_{self.count}_{i}" for i in range(outputs)]
+        self.nodes.append(helper.make_node(op_type, inputs, names, domain=domain or None, **attrs))
+        return names[0] if outputs == 1 else names
+
+    def model(self, logits_type: int, name: str, opsets: dict[str, int] | None = None) -> onnx.ModelProto:
+        inputs = [
+            helper.make_tensor_value_info(FEATURES, TensorProto.FLOAT, ["batch", "features", "frames"]),
+            helper.make_tensor_value_info("lengths", TensorProto.INT64, ["batch"]),
+        ]
+        outputs = [
+            helper.make_tensor_value_info("logits", logits_type, ["batch", "classes", "out_frames"]),
+            helper.make_tensor_value_info("tokens", TensorProto.INT64, ["batch", "out_frames"]),
+            helper.make_tensor_value_info("out_lengths", TensorProto.INT64, ["batch"]),
+        ]
+        graph = helper.make_graph(self.nodes, name, inputs, outputs, self.initializers)
+        imports = [helper.make_opsetid("", OPSET)] + [helper.make_opsetid(d, v) for d, v in (opsets or {}).items()]
+        model = helper.make_model(graph, opset_imports=imports, producer_name="qasr")
+        model.ir_version = 9
+        return model
+
+
+class _Walker:
+    """Shared bookkeeping of the exporters: the length and mask of every tensor, and the outputs."""
+
+    def __init__(self, builder: _Builder):
+        self.b = builder
+        # tensors are [B, C, 1, T] inside the graph (see _conv_attrs)
+        self.tensors = {FEATURES: builder.op("Unsqueeze", [FEATURES, builder.const(np.array([2], np.int64))])}
+        self.lengths = {FEATURES: "lengths"}
+        self.masks: dict[str, str] = {}  # lengths tensor -> [B, 1, T] bool
+
+    def mask(self, source: str) -> str:
+        lengths = self.lengths[source]
+        if lengths not in self.masks:
+            b = self.b
+            frames = b.op("Gather", [b.op("Shape", [self.tensors[source]]), b.const(np.array(3, np.int64))])
+            steps = b.op("Range", [b.const(np.array(0, np.int64)), frames, b.const(np.array(1, np.int64))])
+            valid = b.op(
+                "Less",
+                [
+                    b.op("Unsqueeze", [steps, b.const(np.array([0], np.int64))]),
+                    b.op("Unsqueeze", [lengths, b.const(np.array([1], np.int64))]),
+                ],
+            )
+            self.masks[lengths] = b.op("Unsqueeze", [valid, b.const(np.array([1, 2], np.int64))], hint="mask")
+        return self.masks[lengths]
+
+    def masked(self, term, zero: np.ndarray) -> str:
+        """The term's input with padded frames set to `zero` where the kernel reads neighbours."""
+        x = self.tensors[term.source]
+        if not term.masks_input:
+            return x
+        return self.b.op("Where", [self.mask(term.source), x, self.b.const(zero, "zero")])
+
+    def out_lengths(self, name: str, term) -> None:
+        lengths = self.lengths[term.source]
+        if term.out_lengths(1000) != 1000:  # shape-changing conv: NeMo's length formula in int64
+            b = self.b
+            shifted = b.op(
+                "Add", [lengths, b.const(np.array(2 * term.padding - term.dilation * (term.kernel - 1) - 1))]
+            )
+            lengths = b.op(
+                "Add",
+                [b.op("Div", [shifted, b.const(np.array(term.stride, np.int64))]), b.const(np.array(1, np.int64))],
+            )
+        self.lengths[name] = lengths
+
+    def finish(self, logits: str, last: str, logits_type: int, name: str, opsets=None) -> onnx.ModelProto:
+        b = self.b
+        b.nodes.append(helper.make_node("Squeeze", [logits, b.const(np.array([2], np.int64))], ["logits"]))
+        b.nodes.append(helper.make_node("ArgMax", ["logits"], ["tokens"], axis=1, keepdims=0))
+        b.nodes.append(helper.make_node("Identity", [self.lengths[last]], ["out_lengths"]))
+        return b.model(logits_type, name, opsets)
+
+
+def _channel(values: np.ndarray, dtype) -> np.ndarray:
+    """[C] -> [1, C, 1, 1], to broadcast over [B, C, 1, T]."""
+    return np.asarray(values).astype(dtype).reshape(1, -1, 1, 1)
+
+
+def _kernel(weight: np.ndarray) -> np.ndarray:
+    """[C_out, C_in, K] -> [C_out, C_in, 1, K]."""
+    return weight[:, :, None, :]
+
+
+def _conv_attrs(term) -> dict:
+    """1-D convs run as 2-D convs of height 1: ORT's 2-D kernels (depthwise above all) are far faster."""
+    return dict(
+        strides=[1, term.stride],
+        dilations=[1, term.dilation],
+        pads=[0, term.padding, 0, term.padding],
+        group=term.groups,
+        kernel_shape=[1, term.kernel],
+    )
+
+
+def _is_signed_source(model: IntegerModel, source: str) -> bool:
+    return source == FEATURES or next(n for n in model.nodes if n.name == source).signed
+
+
+def _integer_requantize(b: _Builder, products: list[str], node: IntegerNode, bias_terms: np.ndarray) -> str:
+    """sum_i acc_i * M_i (int64) -> the node's output code, exactly as the reference rounds."""
+    total = products[0]
+    for product in products[1:]:
+        total = b.op("Add", [total, product])
+    shift = node.shift.astype(np.int64)
+    divisor = np.left_shift(np.int64(1), shift)
+    half = np.left_shift(np.int64(1), shift - 1)
+    # Div truncates toward zero; adding a multiple of 2^s that makes the dividend non-negative
+    # turns that into the reference's floor. After ReLU truncation already equals floor.
+    offset = np.zeros_like(shift) if node.relu else np.left_shift(np.int64(1), np.maximum(shift, FLOOR_OFFSET_LOG2))
+    quotient = b.op(
+        "Div",
+        [
+            b.op("Add", [total, b.const(_channel(bias_terms + half + offset, np.int64), "addend")]),
+            b.const(_channel(divisor, np.int64), "divisor"),
+        ],
+    )
+    lifted = offset // divisor  # what the offset added to the quotient
+    stored = 0 if node.relu or node.bits > 8 else SIGNED_OFFSET  # uint8 code of a signed zero
+    code = (
+        b.op("Sub", [quotient, b.const(_channel(lifted - stored, np.int64), "lift")])
+        if lifted.any() or stored
+        else quotient
+    )
+    code = b.op(
+        "Clip",
+        [code, b.const(np.array(node.out_min + stored, np.int64)), b.const(np.array(node.out_max + stored, np.int64))],
+    )
+    return b.op("Cast", [code], to=TensorProto.INT32 if node.bits > 8 else TensorProto.UINT8)
+
+
+def export_integer(model: IntegerModel) -> onnx.ModelProto:
+    """The strictly integer graph (see the module docstring); bit-exact with the reference."""
+    b = _Builder()
+    w = _Walker(b)
+    scaled = b.op("Div", [w.tensors[FEATURES], b.const(np.array(model.input_scale, np.float32))])
+    rounded = b.op("Floor", [b.op("Add", [scaled, b.const(np.array(0.5, np.float32))])])
+    clipped = b.op(
+        "Clip",
+        [rounded, b.const(np.array(-model.input_max, np.float32)), b.const(np.array(model.input_max, np.float32))],
+    )
+    codes = b.op("Add", [clipped, b.const(np.array(SIGNED_OFFSET, np.float32))])
+    w.tensors[FEATURES] = b.op("Cast", [codes], to=TensorProto.UINT8, hint="input_codes")
+    for node in model.nodes:
+        products = []
+        bias_terms = np.zeros(node.shift.shape, np.int64)
+        for term in node.terms:
+            signed = _is_signed_source(model, term.source)
+            zero_point = np.array(SIGNED_OFFSET if signed else 0, np.uint8)
+            x = w.masked(term, zero_point)
+            weight = (term.weight.astype(np.int16) + SIGNED_OFFSET).astype(np.uint8)
+            acc = b.op(
+                "ConvInteger",
+                [
+                    x,
+                    b.const(_kernel(weight), "w"),
+                    b.const(zero_point, "x_zero"),
+                    b.const(np.array(SIGNED_OFFSET, np.uint8), "w_zero"),
+                ],
+                **_conv_attrs(term),
+            )
+            products.append(
+                b.op(
+                    "Mul",
+                    [
+                        b.op("Cast", [acc], to=TensorProto.INT64),
+                        b.const(_channel(term.multiplier, np.int64), "multiplier"),
+                    ],
+                )
+            )
+            bias_terms += term.bias.astype(np.int64) * term.multiplier
+        w.tensors[node.name] = _integer_requantize(b, products, node, bias_terms)
+        w.out_lengths(node.name, node.terms[0])
+    return w.finish(w.tensors[model.output], model.output, TensorProto.INT32, "qasr-integer")
+
+
+def _term_conv_float(b: _Builder, w: _Walker, term, weight: str, bias: np.ndarray) -> str:
+    x = w.masked(term, np.array(0.0, np.float32))
+    return b.op("Conv", [x, weight, b.const(bias.astype(np.float32), "bias")], **_conv_attrs(term))
+
+
+def _sum(b: _Builder, values: list[str]) -> str:
+    total = values[0]
+    for value in values[1:]:
+        total = b.op("Add", [total, value])
+    return total
+
+
+def export_fp32(graph: FloatGraph) -> onnx.ModelProto:
+    """The BN-folded float graph: the baseline every backend is compared with."""
+    b = _Builder()
+    w = _Walker(b)
+    for node in graph.nodes:
+        outputs = [
+            _term_conv_float(b, w, t, b.const(_kernel(t.weight.astype(np.float32)), "w"), t.bias) for t in node.terms
+        ]
+        y = _sum(b, outputs)
+        w.tensors[node.name] = b.op("Relu", [y]) if node.relu else y
+        w.out_lengths(node.name, node.terms[0])
+    return w.finish(w.tensors[graph.output], graph.output, TensorProto.FLOAT, "qasr-fp32")
+
+
+def _scales(model: IntegerModel) -> dict[str, float]:
+    return {FEATURES: model.input_scale} | {node.name: node.scale for node in model.nodes}
+
+
+def export_qdq(model: IntegerModel) -> onnx.ModelProto:
+    """Symmetric int8 QuantizeLinear/DequantizeLinear around float convs (zero points 0), for TensorRT.
+
+    Activations after ReLU are int8 here too (scale range / 127): TensorRT takes symmetric int8 only.
+    """
+    b = _Builder()
+    w = _Walker(b)
+    scales = _scales(model)
+    zero = b.const(np.array(0, np.int8), "zero_point")
+
+    def fake_quantize(x: str, scale: float) -> str:
+        step = b.const(np.array(scale, np.float32), "scale")
+        return b.op("DequantizeLinear", [b.op("QuantizeLinear", [x, step, zero]), step, zero])
+
+    w.tensors[FEATURES] = fake_quantize(w.tensors[FEATURES], model.input_scale)
+    for node in model.nodes:
+        outputs = []
+        for term in node.terms:
+            weight = b.op(
+                "DequantizeLinear",
+                [
+                    b.const(_kernel(term.weight), "w"),
+                    b.const(term.weight_scale.astype(np.float32)),
+                    b.const(np.zeros(term.weight.shape[0], np.int8)),
+                ],
+                axis=0,
+            )
+            bias = term.bias * scales[term.source] * term.weight_scale
+            outputs.append(_term_conv_float(b, w, term, weight, bias))
+        y = _sum(b, outputs)
+        if node.relu:
+            y = b.op("Relu", [y])
+        if node.name != model.output:
+            y = fake_quantize(y, node.scale * node.out_max / (2 ** (node.bits - 1) - 1))
+        w.tensors[node.name] = y
+        w.out_lengths(node.name, node.terms[0])
+    return w.finish(w.tensors[model.output], model.output, TensorProto.FLOAT, "qasr-qdq")
+
+
+def export_int8(model: IntegerModel) -> onnx.ModelProto:
+    """ORT's fused INT8 operators built from the same quantized parameters (not bit-exact).
+
+    Every node output is uint8 (zero point 0 after ReLU, so saturation is the ReLU; 128 when
+    signed). A multi-term node quantizes each branch at its calibrated range and adds them with
+    QLinearAdd. The decoder accumulates with ConvInteger and scales to float logits.
+    """
+    b = _Builder()
+    w = _Walker(b)
+    scales = _scales(model)
+    zero_points = {FEATURES: SIGNED_OFFSET} | {n.name: 0 if n.relu else SIGNED_OFFSET for n in model.nodes}
+
+    def u8(value: int) -> str:
+        return b.const(np.array(value, np.uint8), "zero_point")
+
+    def f32(value: float) -> str:
+        return b.const(np.array(value, np.float32), "scale")
+
+    w.tensors[FEATURES] = b.op("QuantizeLinear", [w.tensors[FEATURES], f32(model.input_scale), u8(SIGNED_OFFSET)])
+    for node in model.nodes:
+        if node.name == model.output:
+            (term,) = node.terms
+            zero_point = np.array(zero_points[term.source], np.uint8)
+            weight = (term.weight.astype(np.int16) + SIGNED_OFFSET).astype(np.uint8)
+            acc = b.op(
+                "ConvInteger",
+                [w.masked(term, zero_point), b.const(_kernel(weight), "w"), u8(zero_point), u8(SIGNED_OFFSET)],
+                **_conv_attrs(term),
+            )
+            acc = b.op("Add", [acc, b.const(_channel(term.bias, np.int32), "bias")])
+            real = _channel(scales[term.source] * term.weight_scale, np.float32)
+            w.tensors[node.name] = b.op("Mul", [b.op("Cast", [acc], to=TensorProto.FLOAT), b.const(real, "scale")])
+            w.out_lengths(node.name, term)
+            continue
+        single = len(node.terms) == 1
+        branches = []  # (tensor, scale, zero point)
+        for term in node.terms:
+            scale = node.scale if single else max(term.output_range, 1e-8) / 127
+            zero_point = zero_points[node.name] if single else SIGNED_OFFSET
+            x = w.masked(term, np.array(zero_points[term.source], np.uint8))
+            y = b.op(
+                "QLinearConv",
+                [
+                    x,
+                    f32(scales[term.source]),
+                    u8(zero_points[term.source]),
+                    b.const(_kernel(term.weight), "w"),
+                    b.const(term.weight_scale.astype(np.float32), "w_scale"),
+                    b.const(np.zeros(term.weight.shape[0], np.int8), "w_zero"),
+                    f32(scale),
+                    u8(zero_point),
+                    b.const(term.bias, "bias"),
+                ],
+                **_conv_attrs(term),
+            )
+            branches.append((y, scale, zero_point))
+        total, total_scale, total_zero = branches[0]
+        reach = node.terms[0].output_range
+        for index, (y, scale, zero_point) in enumerate(branches[1:], start=1):
+            last = index == len(branches) - 1
+            reach += node.terms[index].output_range
+            out_scale = node.scale if last else reach / 127
+            out_zero = zero_points[node.name] if last else SIGNED_OFFSET
+            total = b.op(
+                "QLinearAdd",
+                [total, f32(total_scale), u8(total_zero), y, f32(scale), u8(zero_point), f32(out_scale), u8(out_zero)],
+                domain=MS_DOMAIN,
+            )
+            total_scale, total_zero = out_scale, out_zero
+        w.tensors[node.name] = total
+        w.out_lengths(node.name, node.terms[0])
+    return w.finish(w.tensors[model.output], model.output, TensorProto.FLOAT, "qasr-int8", {MS_DOMAIN: 1})
+
+
+BACKEND_FILES = {"integer": "integer.onnx", "int8": "int8.onnx", "qdq": "qdq.onnx", "fp32": "fp32.onnx"}
+
+
+def export_backend(backend: str, model: IntegerModel, graph: FloatGraph) -> onnx.ModelProto:
+    if backend == "fp32":
+        return export_fp32(graph)
+    exporters = {"integer": export_integer, "int8": export_int8, "qdq": export_qdq}
+    if backend not in exporters:
+        raise ValueError(f"unknown backend '{backend}': choose one of {', '.join(BACKEND_FILES)}")
+    return exporters[backend](model)
+
+
+def write_backends(folder, model: IntegerModel, graph: FloatGraph) -> dict[str, int]:
+    """Write every backend's graph into the model folder; returns file sizes in bytes."""
+    sizes = {}
+    for backend, file_name in BACKEND_FILES.items():
+        path = Path(folder) / file_name
+        onnx.save(export_backend(backend, model, graph), str(path))
+        sizes[backend] = path.stat().st_size
+    return sizes

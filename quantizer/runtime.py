@@ -1,0 +1,100 @@
+"""Run a backend's ONNX graph with ONNX Runtime: features [B, F, T] + lengths -> token ids.
+
+Backends: `integer` and `int8` run on the CPU (the CUDA provider has no ConvInteger,
+QLinearConv or QLinearAdd kernels); `qdq` and `fp32` prefer TensorRT, then CUDA, then the CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from quantizer.onnx_export import BACKEND_FILES
+
+BACKENDS = tuple(BACKEND_FILES)
+DEVICES = ("auto", "cpu", "cuda", "tensorrt")
+PROVIDERS = {
+    "tensorrt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
+PREFERENCE = {
+    "integer": ("cpu",),
+    "int8": ("cpu",),
+    "qdq": ("tensorrt", "cuda", "cpu"),
+    "fp32": ("tensorrt", "cuda", "cpu"),
+}
+
+log = logging.getLogger("qasr.runtime")
+
+
+class ProviderError(RuntimeError):
+    """The requested execution provider is missing, or cannot run the requested backend."""
+
+
+def choose_providers(backend: str, device: str = "auto", available: list[str] | None = None) -> list[str]:
+    """ONNX Runtime providers for a backend, best first, always ending with the CPU as fallback."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend '{backend}': choose one of {', '.join(BACKENDS)}")
+    if device not in DEVICES:
+        raise ValueError(f"unknown device '{device}': choose one of {', '.join(DEVICES)}")
+    if available is None:
+        import onnxruntime
+
+        available = onnxruntime.get_available_providers()
+    if device == "auto":
+        chosen = [PROVIDERS[d] for d in PREFERENCE[backend] if PROVIDERS[d] in available]
+    else:
+        if device not in PREFERENCE[backend]:
+            raise ProviderError(
+                f"backend '{backend}' cannot run on {device}: it runs on {', '.join(PREFERENCE[backend])} "
+                "(ONNX Runtime's GPU providers have no integer convolution kernels; use backend 'qdq' on a GPU)"
+            )
+        if PROVIDERS[device] not in available:
+            raise ProviderError(
+                f"{PROVIDERS[device]} was requested but this onnxruntime offers only {', '.join(available)}: "
+                "install onnxruntime-gpu with CUDA (and TensorRT) libraries, or use device 'auto' or 'cpu'"
+            )
+        chosen = [PROVIDERS[device]]
+    return list(dict.fromkeys(chosen + [PROVIDERS["cpu"]]))
+
+
+@dataclass
+class Recognition:
+    tokens: np.ndarray  # int64 [B, T'] argmax class per output frame
+    lengths: np.ndarray  # int64 [B] valid output frames
+    logits: np.ndarray | None = None  # [B, classes, T'], int32 for `integer`, float32 otherwise
+
+
+class Recognizer:
+    """One backend's ONNX Runtime session."""
+
+    def __init__(self, model_dir: str | Path, backend: str, device: str = "auto", threads: int = 0):
+        """model_dir: a folder written by `qasr quantize` (it holds every backend's graph)."""
+        import onnxruntime
+
+        providers = choose_providers(backend, device)
+        options = onnxruntime.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        self.backend = backend
+        onnx_path = Path(model_dir) / BACKEND_FILES[backend]
+        if not onnx_path.is_file():
+            raise FileNotFoundError(
+                f"{onnx_path}: no {backend} graph: quantize the checkpoint again with qasr quantize"
+            )
+        self.session = onnxruntime.InferenceSession(str(onnx_path), options, providers=providers)
+        self.provider = self.session.get_providers()[0]
+        log.info("backend %s runs on %s (asked for %s)", backend, self.provider, ", ".join(providers))
+
+    def __call__(self, features: np.ndarray, lengths: np.ndarray, with_logits: bool = False) -> Recognition:
+        """features float32 [B, F, T], lengths int64 [B] (frames) -> Recognition."""
+        outputs = ["tokens", "out_lengths"] + (["logits"] if with_logits else [])
+        values = self.session.run(
+            outputs, {"features": np.ascontiguousarray(features, np.float32), "lengths": np.asarray(lengths, np.int64)}
+        )
+        return Recognition(*values)

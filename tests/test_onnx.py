@@ -1,0 +1,128 @@
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+import torch
+
+from quantizer.graph import FloatModel
+from quantizer.onnx_export import BACKEND_FILES, export_backend, write_backends
+from quantizer.pipeline import quantize_checkpoint
+from quantizer.reference import argmax_tokens, quantize_features, run_integer
+from quantizer.runtime import ProviderError, Recognizer, choose_providers
+from quantizer.synthetic import SyntheticSettings
+from tests.toy_speech import ToySpeech
+
+CALIBRATION = SyntheticSettings(samples=8, frames=120, min_frames=60, iters=60, batch_size=8)
+
+
+@pytest.fixture(scope="module", params=["quartznet", "jasperdr"])
+def exported(request, tmp_path_factory):
+    checkpoint = request.getfixturevalue(f"{request.param}_nemo")
+    model, report, graph = quantize_checkpoint(checkpoint, CALIBRATION)
+    folder = tmp_path_factory.mktemp(request.param)
+    model.save(folder)
+    sizes = write_backends(folder, model, graph)
+    return model, graph, folder, sizes
+
+
+def toy_batch(seed: int, size: int = 16):
+    features, lengths, _, _ = ToySpeech(bins=16, labels=28, seed=seed).batch(size)
+    return features.numpy(), lengths.numpy()
+
+
+def test_integer_graph_is_bit_exact_with_the_reference_for_any_batch_and_length(exported):
+    model, _, folder, _ = exported
+    recognizer = Recognizer(folder, "integer")
+    for seed, size in [(0, 5), (1, 1), (2, 9)]:  # one session, several batch sizes and lengths
+        features, lengths = toy_batch(seed, size)
+        result = recognizer(features, lengths, with_logits=True)
+        expected, expected_lengths, _ = run_integer(model, quantize_features(features, model), lengths)
+        assert result.logits.dtype == np.int32
+        np.testing.assert_array_equal(result.logits, expected)
+        np.testing.assert_array_equal(result.tokens, argmax_tokens(expected))
+        np.testing.assert_array_equal(result.lengths, expected_lengths)
+
+
+def test_integer_graph_holds_only_integer_tensors_after_the_input(exported):
+    model, graph, _, _ = exported
+    proto = export_backend("integer", model, graph)
+    float_ops = {"Unsqueeze", "Div", "Floor", "Add", "Clip", "Cast"}  # the input quantization
+    ops = [node.op_type for node in proto.graph.node]
+    first_conv = ops.index("ConvInteger")
+    assert set(ops[: ops.index("Cast") + 1]) <= float_ops
+    assert {"Conv", "QLinearConv", "DequantizeLinear", "QuantizeLinear", "MatMul"}.isdisjoint(ops[first_conv:])
+    inferred = onnx.shape_inference.infer_shapes(proto)
+    value_types = {v.name: v.type.tensor_type.elem_type for v in inferred.graph.value_info}
+    cast_output = proto.graph.node[ops.index("Cast")].output[0]
+    after = [out for node in proto.graph.node[ops.index("Cast") :] for out in node.output]
+    assert sum(name in value_types for name in after) > 0.9 * len(after)  # inference typed (nearly) all
+    floats = [name for name in after if value_types.get(name) == onnx.TensorProto.FLOAT and name != cast_output]
+    assert floats == []
+
+
+@pytest.mark.parametrize("backend", ["int8", "qdq"])
+def test_fast_backends_agree_with_the_reference(exported, backend):
+    model, _, folder, _ = exported
+    features, lengths = toy_batch(3, 32)
+    result = Recognizer(folder, backend)(features, lengths)
+    expected, _, _ = run_integer(model, quantize_features(features, model), lengths)
+    valid = np.arange(expected.shape[2])[None, :] < result.lengths[:, None]
+    assert (result.tokens == argmax_tokens(expected))[valid].mean() >= 0.97
+
+
+def test_fp32_graph_matches_the_float_model(exported):
+    _, graph, folder, _ = exported
+    features, lengths = toy_batch(4, 6)
+    result = Recognizer(folder, "fp32")(features, lengths, with_logits=True)
+    with torch.no_grad():
+        expected, expected_lengths = FloatModel(graph)(torch.from_numpy(features), torch.from_numpy(lengths))
+    np.testing.assert_array_equal(result.lengths, expected_lengths.numpy())
+    for b, n in enumerate(result.lengths):
+        np.testing.assert_allclose(result.logits[b, :, :n], expected[b, :, :n].numpy(), atol=1e-4)
+
+
+@pytest.mark.parametrize("backend", list(BACKEND_FILES))
+def test_padded_utterance_gives_what_it_gives_alone(exported, backend):
+    _, _, folder, _ = exported
+    recognizer = Recognizer(folder, backend)
+    features, lengths = toy_batch(5, 3)
+    batch = recognizer(features, lengths, with_logits=True)
+    for b in range(3):
+        alone = recognizer(features[b : b + 1, :, : lengths[b]], lengths[b : b + 1], with_logits=True)
+        n = int(alone.lengths[0])
+        assert n == batch.lengths[b]
+        np.testing.assert_allclose(batch.logits[b, :, :n], alone.logits[0, :, :n], rtol=1e-5, atol=1e-5)
+
+
+def test_integer_and_int8_files_are_about_a_quarter_of_fp32(exported):
+    sizes = exported[3]
+    assert sizes["int8"] < sizes["fp32"] and sizes["qdq"] < sizes["fp32"]
+
+
+def test_provider_choice_prefers_tensorrt_then_cuda_for_gpu_backends():
+    gpu = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert choose_providers("qdq", available=gpu) == gpu
+    assert choose_providers("fp32", available=gpu[1:]) == gpu[1:]
+    assert choose_providers("qdq", available=["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
+    assert choose_providers("integer", available=gpu) == ["CPUExecutionProvider"]
+    assert choose_providers("qdq", "cuda", available=gpu) == gpu[1:]
+
+
+def test_unavailable_or_unsuitable_provider_is_a_clear_error():
+    with pytest.raises(ProviderError, match="TensorrtExecutionProvider was requested but this onnxruntime offers"):
+        choose_providers("qdq", "tensorrt", available=["CPUExecutionProvider"])
+    with pytest.raises(ProviderError, match="backend 'integer' cannot run on cuda"):
+        choose_providers("integer", "cuda", available=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    with pytest.raises(ValueError, match="unknown backend 'int4'"):
+        choose_providers("int4")
+
+
+def test_this_machine_runs_every_backend_on_the_cpu(exported):
+    assert "CPUExecutionProvider" in onnxruntime.get_available_providers()
+    for backend in BACKEND_FILES:
+        assert Recognizer(exported[2], backend).provider == "CPUExecutionProvider"
+
+
+def test_missing_graph_file_names_the_fix(tmp_path):
+    with pytest.raises(FileNotFoundError, match="qasr quantize"):
+        Recognizer(tmp_path, "integer")
