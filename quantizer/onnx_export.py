@@ -148,36 +148,46 @@ def _is_signed_source(model: IntegerModel, source: str) -> bool:
     return source == FEATURES or next(n for n in model.nodes if n.name == source).signed
 
 
-def _integer_requantize(b: _Builder, products: list[str], node: IntegerNode, bias_terms: np.ndarray) -> str:
-    """sum_i acc_i * M_i (int64) -> the node's output code, exactly as the reference rounds."""
-    total = products[0]
-    for product in products[1:]:
-        total = b.op("Add", [total, product])
-    shift = node.shift.astype(np.int64)
-    divisor = np.left_shift(np.int64(1), shift)
-    half = np.left_shift(np.int64(1), shift - 1)
-    # Div truncates toward zero; adding a multiple of 2^s that makes the dividend non-negative
-    # turns that into the reference's floor. After ReLU truncation already equals floor.
-    offset = np.zeros_like(shift) if node.relu else np.left_shift(np.int64(1), np.maximum(shift, FLOOR_OFFSET_LOG2))
-    quotient = b.op(
-        "Div",
-        [
-            b.op("Add", [total, b.const(_channel(bias_terms + half + offset, np.int64), "addend")]),
-            b.const(_channel(divisor, np.int64), "divisor"),
-        ],
+def _widened(b: _Builder, values: np.ndarray, dtype, hint: str) -> str:
+    """A per-channel constant stored as `dtype` (small file) and cast to int64 in the graph;
+    ORT folds the cast when it loads the session."""
+    return b.op("Cast", [b.const(_channel(values, dtype), hint)], to=TensorProto.INT64)
+
+
+def _power_of_two(b: _Builder, exponents: np.ndarray) -> str:
+    """2^e per channel as int64 from uint8 exponents (folded at load like _widened)."""
+    one = b.const(np.array(1, np.uint64), "one")
+    shifted = b.op(
+        "BitShift",
+        [one, b.op("Cast", [b.const(_channel(exponents, np.uint8), "exponent")], to=TensorProto.UINT64)],
+        direction="LEFT",
     )
-    lifted = offset // divisor  # what the offset added to the quotient
+    return b.op("Cast", [shifted], to=TensorProto.INT64)
+
+
+def _integer_requantize(b: _Builder, products: list[str], node: IntegerNode) -> str:
+    """sum_i (acc_i + B_i) * M_i (int64; products hold acc_i * M_i) -> the node's output code,
+    exactly as the reference rounds: floor((. + 2^(s-1)) / 2^s), ReLU, clamp."""
+    divisor = _power_of_two(b, node.shift)
+    addend = b.op("Div", [divisor, b.const(np.array(2, np.int64))])  # 2^(s-1): round half up
+    for term in node.terms:
+        if term.bias.any():
+            bias = b.op(
+                "Mul", [_widened(b, term.bias, np.int32, "bias"), _widened(b, term.multiplier, np.int32, "multiplier")]
+            )
+            addend = b.op("Add", [addend, bias])
     stored = 0 if node.relu or node.bits > 8 else SIGNED_OFFSET  # uint8 code of a signed zero
-    code = (
-        b.op("Sub", [quotient, b.const(_channel(lifted - stored, np.int64), "lift")])
-        if lifted.any() or stored
-        else quotient
-    )
-    code = b.op(
-        "Clip",
-        [code, b.const(np.array(node.out_min + stored, np.int64)), b.const(np.array(node.out_max + stored, np.int64))],
-    )
-    return b.op("Cast", [code], to=TensorProto.INT32 if node.bits > 8 else TensorProto.UINT8)
+    lift = None
+    if not node.relu:
+        # Div truncates toward zero; adding a multiple of 2^s that keeps the dividend non-negative
+        # (|sum| < 2^59) turns truncation into floor. After ReLU truncation already equals floor.
+        offset = _power_of_two(b, np.maximum(node.shift, FLOOR_OFFSET_LOG2))
+        addend = b.op("Add", [addend, offset])
+        lift = b.op("Sub", [b.op("Div", [offset, divisor]), b.const(np.array(stored, np.int64))])
+    quotient = b.op("Div", [b.op("Add", [_sum(b, products), addend]), divisor])
+    code = b.op("Sub", [quotient, lift]) if lift is not None else quotient
+    low, high = (b.const(np.array(v + stored, np.int64)) for v in (node.out_min, node.out_max))
+    return b.op("Cast", [b.op("Clip", [code, low, high])], to=TensorProto.INT32 if node.bits > 8 else TensorProto.UINT8)
 
 
 def export_integer(model: IntegerModel) -> onnx.ModelProto:
@@ -194,7 +204,6 @@ def export_integer(model: IntegerModel) -> onnx.ModelProto:
     w.tensors[FEATURES] = b.op("Cast", [codes], to=TensorProto.UINT8, hint="input_codes")
     for node in model.nodes:
         products = []
-        bias_terms = np.zeros(node.shift.shape, np.int64)
         for term in node.terms:
             signed = _is_signed_source(model, term.source)
             zero_point = np.array(SIGNED_OFFSET if signed else 0, np.uint8)
@@ -210,17 +219,9 @@ def export_integer(model: IntegerModel) -> onnx.ModelProto:
                 ],
                 **_conv_attrs(term),
             )
-            products.append(
-                b.op(
-                    "Mul",
-                    [
-                        b.op("Cast", [acc], to=TensorProto.INT64),
-                        b.const(_channel(term.multiplier, np.int64), "multiplier"),
-                    ],
-                )
-            )
-            bias_terms += term.bias.astype(np.int64) * term.multiplier
-        w.tensors[node.name] = _integer_requantize(b, products, node, bias_terms)
+            multiplier = _widened(b, term.multiplier, np.int32, "multiplier")
+            products.append(b.op("Mul", [b.op("Cast", [acc], to=TensorProto.INT64), multiplier]))
+        w.tensors[node.name] = _integer_requantize(b, products, node)
         w.out_lengths(node.name, node.terms[0])
     return w.finish(w.tensors[model.output], model.output, TensorProto.INT32, "qasr-integer")
 
@@ -342,11 +343,11 @@ def export_int8(model: IntegerModel) -> onnx.ModelProto:
                     u8(zero_points[term.source]),
                     b.const(_kernel(term.weight), "w"),
                     b.const(term.weight_scale.astype(np.float32), "w_scale"),
-                    b.const(np.zeros(term.weight.shape[0], np.int8), "w_zero"),
+                    b.const(np.array(0, np.int8), "w_zero"),
                     f32(scale),
                     u8(zero_point),
-                    b.const(term.bias, "bias"),
-                ],
+                ]
+                + ([b.const(term.bias, "bias")] if term.bias.any() else []),
                 **_conv_attrs(term),
             )
             branches.append((y, scale, zero_point))
