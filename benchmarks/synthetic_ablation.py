@@ -26,8 +26,8 @@ from tests.toy_speech import ToySpeech
 
 BASE = dict(samples=8, frames=120, min_frames=60, iters=60, batch_size=8)
 ROWS = [
-    ("paper-like: no optimisation (iters 0)", dict(iters=0), {}),
-    ("no input prior", dict(input_prior=False), {}),
+    ("no optimisation: the starting inputs (iters 0)", dict(iters=0), {}),
+    ("no input prior (the paper's uniform start)", dict(input_prior=False), {}),
     ("fixed length 120", dict(min_frames=120), {}),
     ("base: prior, lengths 60-120, 60 steps, percentile 99.99", {}, {}),
     ("200 steps", dict(iters=200), {}),

@@ -40,6 +40,10 @@ class ConvShape:
         """Only a kernel wider than one frame lets padded frames reach valid outputs, so only it masks."""
         return self.kernel > 1
 
+    @property
+    def keeps_length(self) -> bool:
+        return self.stride == 1 and 2 * self.padding == self.dilation * (self.kernel - 1)
+
     def out_lengths(self, lengths):
         """NeMo's MaskedConv1d.get_seq_len (lengths are non-negative, so // is its trunc); also frame counts."""
         return (lengths + 2 * self.padding - self.dilation * (self.kernel - 1) - 1) // self.stride + 1

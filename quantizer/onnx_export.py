@@ -33,24 +33,24 @@ FLOOR_OFFSET_LOG2 = 60  # makes int64 truncating division floor: sum_i acc_i * M
 
 
 class _Builder:
-    """Accumulates nodes and initializers with unique names."""
+    """Accumulates nodes and initializers with short unique names (they are stored many times)."""
 
     def __init__(self):
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
         self.count = 0
 
-    def const(self, array: np.ndarray, hint: str = "c") -> str:
+    def const(self, array: np.ndarray) -> str:
         self.count += 1
-        name = f"{hint}_{self.count}"
+        name = f"k{self.count}"
         self.initializers.append(numpy_helper.from_array(np.asarray(array), name))
         return name
 
-    def op(self, op_type: str, inputs: list[str], hint: str = "", domain: str = "", outputs: int = 1, **attrs):
+    def op(self, op_type: str, inputs: list[str], domain: str = "", **attrs) -> str:
         self.count += 1
-        names = [f"{hint or op_type.lower()}_{self.count}_{i}" for i in range(outputs)]
-        self.nodes.append(helper.make_node(op_type, inputs, names, domain=domain or None, **attrs))
-        return names[0] if outputs == 1 else names
+        name = f"v{self.count}"
+        self.nodes.append(helper.make_node(op_type, inputs, [name], domain=domain or None, **attrs))
+        return name
 
     def model(self, logits_type: int, name: str, opsets: dict[str, int] | None = None) -> onnx.ModelProto:
         inputs = [
@@ -77,7 +77,7 @@ class _Walker:
         # tensors are [B, C, 1, T] inside the graph (see _conv_attrs)
         self.tensors = {FEATURES: builder.op("Unsqueeze", [FEATURES, builder.const(np.array([2], np.int64))])}
         self.lengths = {FEATURES: "lengths"}
-        self.masks: dict[str, str] = {}  # lengths tensor -> [B, 1, T] bool
+        self.masks: dict[str, str] = {}  # lengths tensor -> [B, 1, 1, T] bool
 
     def mask(self, source: str) -> str:
         lengths = self.lengths[source]
@@ -92,7 +92,7 @@ class _Walker:
                     b.op("Unsqueeze", [lengths, b.const(np.array([1], np.int64))]),
                 ],
             )
-            self.masks[lengths] = b.op("Unsqueeze", [valid, b.const(np.array([1, 2], np.int64))], hint="mask")
+            self.masks[lengths] = b.op("Unsqueeze", [valid, b.const(np.array([1, 2], np.int64))])
         return self.masks[lengths]
 
     def masked(self, term, zero: np.ndarray) -> str:
@@ -100,11 +100,11 @@ class _Walker:
         x = self.tensors[term.source]
         if not term.masks_input:
             return x
-        return self.b.op("Where", [self.mask(term.source), x, self.b.const(zero, "zero")])
+        return self.b.op("Where", [self.mask(term.source), x, self.b.const(zero)])
 
     def out_lengths(self, name: str, term) -> None:
         lengths = self.lengths[term.source]
-        if term.out_lengths(1000) != 1000:  # shape-changing conv: NeMo's length formula in int64
+        if not term.keeps_length:  # NeMo's length formula, in int64
             b = self.b
             shifted = b.op(
                 "Add", [lengths, b.const(np.array(2 * term.padding - term.dilation * (term.kernel - 1) - 1))]
@@ -148,34 +148,44 @@ def _is_signed_source(model: IntegerModel, source: str) -> bool:
     return source == FEATURES or next(n for n in model.nodes if n.name == source).signed
 
 
-def _widened(b: _Builder, values: np.ndarray, dtype, hint: str) -> str:
+def _widened(b: _Builder, values: np.ndarray, dtype) -> str:
+    if not (values.astype(dtype) == values).all():
+        raise ValueError(
+            f"a per-channel constant does not fit {np.dtype(dtype).name}: was the model quantized by qasr?"
+        )
     """A per-channel constant stored as `dtype` (small file) and cast to int64 in the graph;
     ORT folds the cast when it loads the session."""
-    return b.op("Cast", [b.const(_channel(values, dtype), hint)], to=TensorProto.INT64)
+    return b.op("Cast", [b.const(_channel(values, dtype))], to=TensorProto.INT64)
 
 
 def _power_of_two(b: _Builder, exponents: np.ndarray) -> str:
     """2^e per channel as int64 from uint8 exponents (folded at load like _widened)."""
-    one = b.const(np.array(1, np.uint64), "one")
+    one = b.const(np.array(1, np.uint64))
     shifted = b.op(
         "BitShift",
-        [one, b.op("Cast", [b.const(_channel(exponents, np.uint8), "exponent")], to=TensorProto.UINT64)],
+        [one, b.op("Cast", [b.const(_channel(exponents, np.uint8))], to=TensorProto.UINT64)],
         direction="LEFT",
     )
     return b.op("Cast", [shifted], to=TensorProto.INT64)
 
 
-def _integer_requantize(b: _Builder, products: list[str], node: IntegerNode) -> str:
-    """sum_i (acc_i + B_i) * M_i (int64; products hold acc_i * M_i) -> the node's output code,
-    exactly as the reference rounds: floor((. + 2^(s-1)) / 2^s), ReLU, clamp."""
+def _conv_integer(b: _Builder, x: str, term, zero_point: np.ndarray) -> str:
+    """int32 accumulators of a uint8 input; weights go in as uint8 + 128 with zero point 128,
+    the fast ConvInteger path (int8 weights there are several times slower)."""
+    weight = (term.weight.astype(np.int16) + SIGNED_OFFSET).astype(np.uint8)
+    return b.op(
+        "ConvInteger",
+        [x, b.const(_kernel(weight)), b.const(zero_point), b.const(np.array(SIGNED_OFFSET, np.uint8))],
+        **_conv_attrs(term),
+    )
+
+
+def _integer_requantize(b: _Builder, products: list[str], biases: list[str], node: IntegerNode) -> str:
+    """sum_i acc_i * M_i + sum_i B_i * M_i (int64) -> the node's output code, exactly as the
+    reference rounds: floor((. + 2^(s-1)) / 2^s), ReLU, clamp."""
     divisor = _power_of_two(b, node.shift)
     addend = b.op("Div", [divisor, b.const(np.array(2, np.int64))])  # 2^(s-1): round half up
-    for term in node.terms:
-        if term.bias.any():
-            bias = b.op(
-                "Mul", [_widened(b, term.bias, np.int32, "bias"), _widened(b, term.multiplier, np.int32, "multiplier")]
-            )
-            addend = b.op("Add", [addend, bias])
+    addend = _sum(b, [addend, *biases])
     stored = 0 if node.relu or node.bits > 8 else SIGNED_OFFSET  # uint8 code of a signed zero
     lift = None
     if not node.relu:
@@ -201,34 +211,25 @@ def export_integer(model: IntegerModel) -> onnx.ModelProto:
         [rounded, b.const(np.array(-model.input_max, np.float32)), b.const(np.array(model.input_max, np.float32))],
     )
     codes = b.op("Add", [clipped, b.const(np.array(SIGNED_OFFSET, np.float32))])
-    w.tensors[FEATURES] = b.op("Cast", [codes], to=TensorProto.UINT8, hint="input_codes")
+    w.tensors[FEATURES] = b.op("Cast", [codes], to=TensorProto.UINT8)
     for node in model.nodes:
-        products = []
+        products, biases = [], []
         for term in node.terms:
             signed = _is_signed_source(model, term.source)
             zero_point = np.array(SIGNED_OFFSET if signed else 0, np.uint8)
-            x = w.masked(term, zero_point)
-            weight = (term.weight.astype(np.int16) + SIGNED_OFFSET).astype(np.uint8)
-            acc = b.op(
-                "ConvInteger",
-                [
-                    x,
-                    b.const(_kernel(weight), "w"),
-                    b.const(zero_point, "x_zero"),
-                    b.const(np.array(SIGNED_OFFSET, np.uint8), "w_zero"),
-                ],
-                **_conv_attrs(term),
-            )
-            multiplier = _widened(b, term.multiplier, np.int32, "multiplier")
+            acc = _conv_integer(b, w.masked(term, zero_point), term, zero_point)
+            multiplier = _widened(b, term.multiplier, np.int32)
             products.append(b.op("Mul", [b.op("Cast", [acc], to=TensorProto.INT64), multiplier]))
-        w.tensors[node.name] = _integer_requantize(b, products, node)
+            if term.bias.any():
+                biases.append(b.op("Mul", [_widened(b, term.bias, np.int32), multiplier]))
+        w.tensors[node.name] = _integer_requantize(b, products, biases, node)
         w.out_lengths(node.name, node.terms[0])
     return w.finish(w.tensors[model.output], model.output, TensorProto.INT32, "qasr-integer")
 
 
 def _term_conv_float(b: _Builder, w: _Walker, term, weight: str, bias: np.ndarray) -> str:
     x = w.masked(term, np.array(0.0, np.float32))
-    return b.op("Conv", [x, weight, b.const(bias.astype(np.float32), "bias")], **_conv_attrs(term))
+    return b.op("Conv", [x, weight, b.const(bias.astype(np.float32))], **_conv_attrs(term))
 
 
 def _sum(b: _Builder, values: list[str]) -> str:
@@ -243,9 +244,7 @@ def export_fp32(graph: FloatGraph) -> onnx.ModelProto:
     b = _Builder()
     w = _Walker(b)
     for node in graph.nodes:
-        outputs = [
-            _term_conv_float(b, w, t, b.const(_kernel(t.weight.astype(np.float32)), "w"), t.bias) for t in node.terms
-        ]
+        outputs = [_term_conv_float(b, w, t, b.const(_kernel(t.weight.astype(np.float32))), t.bias) for t in node.terms]
         y = _sum(b, outputs)
         w.tensors[node.name] = b.op("Relu", [y]) if node.relu else y
         w.out_lengths(node.name, node.terms[0])
@@ -264,10 +263,10 @@ def export_qdq(model: IntegerModel) -> onnx.ModelProto:
     b = _Builder()
     w = _Walker(b)
     scales = _scales(model)
-    zero = b.const(np.array(0, np.int8), "zero_point")
+    zero = b.const(np.array(0, np.int8))
 
     def fake_quantize(x: str, scale: float) -> str:
-        step = b.const(np.array(scale, np.float32), "scale")
+        step = b.const(np.array(scale, np.float32))
         return b.op("DequantizeLinear", [b.op("QuantizeLinear", [x, step, zero]), step, zero])
 
     w.tensors[FEATURES] = fake_quantize(w.tensors[FEATURES], model.input_scale)
@@ -277,7 +276,7 @@ def export_qdq(model: IntegerModel) -> onnx.ModelProto:
             weight = b.op(
                 "DequantizeLinear",
                 [
-                    b.const(_kernel(term.weight), "w"),
+                    b.const(_kernel(term.weight)),
                     b.const(term.weight_scale.astype(np.float32)),
                     b.const(np.zeros(term.weight.shape[0], np.int8)),
                 ],
@@ -308,25 +307,20 @@ def export_int8(model: IntegerModel) -> onnx.ModelProto:
     zero_points = {FEATURES: SIGNED_OFFSET} | {n.name: 0 if n.relu else SIGNED_OFFSET for n in model.nodes}
 
     def u8(value: int) -> str:
-        return b.const(np.array(value, np.uint8), "zero_point")
+        return b.const(np.array(value, np.uint8))
 
     def f32(value: float) -> str:
-        return b.const(np.array(value, np.float32), "scale")
+        return b.const(np.array(value, np.float32))
 
     w.tensors[FEATURES] = b.op("QuantizeLinear", [w.tensors[FEATURES], f32(model.input_scale), u8(SIGNED_OFFSET)])
     for node in model.nodes:
         if node.name == model.output:
             (term,) = node.terms
             zero_point = np.array(zero_points[term.source], np.uint8)
-            weight = (term.weight.astype(np.int16) + SIGNED_OFFSET).astype(np.uint8)
-            acc = b.op(
-                "ConvInteger",
-                [w.masked(term, zero_point), b.const(_kernel(weight), "w"), u8(zero_point), u8(SIGNED_OFFSET)],
-                **_conv_attrs(term),
-            )
-            acc = b.op("Add", [acc, b.const(_channel(term.bias, np.int32), "bias")])
+            acc = _conv_integer(b, w.masked(term, zero_point), term, zero_point)
+            acc = b.op("Add", [acc, b.const(_channel(term.bias, np.int32))])
             real = _channel(scales[term.source] * term.weight_scale, np.float32)
-            w.tensors[node.name] = b.op("Mul", [b.op("Cast", [acc], to=TensorProto.FLOAT), b.const(real, "scale")])
+            w.tensors[node.name] = b.op("Mul", [b.op("Cast", [acc], to=TensorProto.FLOAT), b.const(real)])
             w.out_lengths(node.name, term)
             continue
         single = len(node.terms) == 1
@@ -341,13 +335,13 @@ def export_int8(model: IntegerModel) -> onnx.ModelProto:
                     x,
                     f32(scales[term.source]),
                     u8(zero_points[term.source]),
-                    b.const(_kernel(term.weight), "w"),
-                    b.const(term.weight_scale.astype(np.float32), "w_scale"),
-                    b.const(np.array(0, np.int8), "w_zero"),
+                    b.const(_kernel(term.weight)),
+                    b.const(term.weight_scale.astype(np.float32)),
+                    b.const(np.array(0, np.int8)),
                     f32(scale),
                     u8(zero_point),
                 ]
-                + ([b.const(term.bias, "bias")] if term.bias.any() else []),
+                + ([b.const(term.bias)] if term.bias.any() else []),
                 **_conv_attrs(term),
             )
             branches.append((y, scale, zero_point))

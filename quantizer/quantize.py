@@ -9,7 +9,7 @@ import numpy as np
 from quantizer.graph import FEATURES, FloatGraph, term_key
 from quantizer.integer_model import IntegerModel, IntegerNode, IntegerTerm
 
-MULTIPLIER_BITS = 24  # dyadic numerators lie in [2^23, 2^24] for a node's largest term
+MULTIPLIER_BITS = 24  # numerators lie in [2^23, 2^24] for a node's largest term (int32 in files)
 LOGIT_BITS = 24  # the decoder's int32 logits keep 24 signed bits
 INT32_MAX = 2**31 - 1
 
