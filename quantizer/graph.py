@@ -79,6 +79,9 @@ class FloatGraph:
     nodes: list[Node]
     labels: list[str]  # CTC vocabulary; blank is the last class
     preprocessor: dict = field(default_factory=dict)
+    # NeMo's own mel filterbank [n_mels, n_fft / 2 + 1] and window [samples], for quantizer.features
+    filterbank: np.ndarray | None = None
+    window: np.ndarray | None = None
 
     @property
     def output(self) -> str:
@@ -269,11 +272,14 @@ def build_float_graph(checkpoint: NemoCheckpoint) -> FloatGraph:
             f"decoder has {weight.shape[0]} classes but the vocabulary has {len(labels)} labels plus blank"
         )
     nodes.append(Node("decoder", [ConvTerm(source, weight.astype(np.float32), bias.astype(np.float32))], relu=False))
+    state = checkpoint.state
     return FloatGraph(
         feat_in=int(encoder["feat_in"]),
         nodes=nodes,
         labels=labels,
         preprocessor=dict(config.get("preprocessor") or {}),
+        filterbank=state["preprocessor.featurizer.fb"].numpy()[0] if "preprocessor.featurizer.fb" in state else None,
+        window=state["preprocessor.featurizer.window"].numpy() if "preprocessor.featurizer.window" in state else None,
     )
 
 

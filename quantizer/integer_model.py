@@ -10,7 +10,8 @@ Each term i has its own dyadic multiplier M_i[c] / 2^shift[c] (the residual add 
 every branch rescaled to the output scale, summed as integers, rounded once).
 
 Files: `model.json` (format name and version, graph, scales, labels, preprocessor, settings)
-and `weights.npz` (int8 weights, int32 biases, int64 multipliers and shifts).
+and `weights.npz` (int8 weights, int32 biases, int64 multipliers and shifts, and the checkpoint's
+mel filterbank and window for `quantizer.features`).
 """
 
 from __future__ import annotations
@@ -74,6 +75,8 @@ class IntegerModel:
     labels: list[str]
     preprocessor: dict = field(default_factory=dict)
     settings: dict = field(default_factory=dict)  # quantizer settings and checkpoint hash
+    filterbank: np.ndarray | None = None  # NeMo's mel filterbank [n_mels, n_fft / 2 + 1] (quantizer.features)
+    window: np.ndarray | None = None  # NeMo's STFT window [samples]
 
     @property
     def input_max(self) -> int:
@@ -86,7 +89,9 @@ class IntegerModel:
     def save(self, folder: str | Path) -> None:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        arrays: dict[str, np.ndarray] = {}
+        arrays = {
+            f"front_end.{k}": v for k, v in (("filterbank", self.filterbank), ("window", self.window)) if v is not None
+        }
         nodes = []
         for i, node in enumerate(self.nodes):
             arrays[f"n{i}.shift"] = node.shift
@@ -186,4 +191,6 @@ class IntegerModel:
             labels=description["labels"],
             preprocessor=description["preprocessor"],
             settings=description["settings"],
+            filterbank=arrays.get("front_end.filterbank"),
+            window=arrays.get("front_end.window"),
         )

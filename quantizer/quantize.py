@@ -113,5 +113,7 @@ def quantize_graph(graph: FloatGraph, ranges: dict[str, float], settings: QuantS
         nodes=nodes,
         labels=graph.labels,
         preprocessor=graph.preprocessor,
+        filterbank=graph.filterbank,
+        window=graph.window,
         settings={"weight_bits": settings.weight_bits, "act_bits": settings.act_bits},
     )
