@@ -16,8 +16,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 lint: setup
-	$(VENV)/bin/ruff check quantizer tests
-	$(VENV)/bin/ruff format --check quantizer tests
+	$(VENV)/bin/ruff check quantizer training tests benchmarks
+	$(VENV)/bin/ruff format --check quantizer training tests benchmarks
 
 test: lint
 	$(VENV)/bin/pytest $(PYTEST_MARK)

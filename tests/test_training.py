@@ -1,0 +1,55 @@
+import json
+
+import numpy as np
+import soundfile
+
+from quantizer.nemo_configs import ENGLISH_LABELS
+from training.data import normalize_text, read_manifest
+from training.train import LOG, TrainSettings, train
+
+
+def tone_manifest(folder, count: int = 8) -> str:
+    """Utterances whose 'words' are tones: a learnable toy task in real audio files."""
+    rng = np.random.default_rng(0)
+    lines = []
+    for i in range(count):
+        letters = "".join(rng.choice(list("abc"), size=3))
+        pieces = [np.sin(2 * np.pi * {"a": 300, "b": 900, "c": 2000}[c] * np.arange(4000) / 16000) for c in letters]
+        audio = np.concatenate([np.concatenate([p, np.zeros(1600)]) for p in pieces]).astype(np.float32) * 0.3
+        soundfile.write(folder / f"{i}.wav", audio, 16000)
+        lines.append(json.dumps({"audio_filepath": f"{i}.wav", "duration": len(audio) / 16000, "text": letters}))
+    (folder / "manifest.jsonl").write_text("\n".join(lines))
+    return str(folder / "manifest.jsonl")
+
+
+def test_text_is_normalised_to_the_vocabulary():
+    assert normalize_text("Well-known, it's 42 DAYS!", ENGLISH_LABELS) == "well known it's days"
+
+
+def test_manifest_paths_are_relative_to_the_manifest_and_long_ones_skipped(tmp_path):
+    manifest = tone_manifest(tmp_path, 2)
+    utterances = read_manifest(manifest, ENGLISH_LABELS, max_seconds=10)
+    assert [u.audio.exists() for u in utterances] == [True, True]
+    assert read_manifest(manifest, ENGLISH_LABELS, max_seconds=0.5) == []
+
+
+def test_training_lowers_the_loss_and_resumes(tmp_path):
+    settings = TrainSettings(
+        manifests=[tone_manifest(tmp_path)],
+        out=str(tmp_path / "run"),
+        channels=16,
+        repeat=1,
+        features=16,
+        lr=1e-2,
+        warmup_steps=5,
+        batch_seconds=8,
+        steps=40,
+        minutes=5,
+    )
+    last = train(settings)
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / LOG).read_text().splitlines()]
+    assert last["step"] == 40 and len(losses) == 40
+    assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])
+    assert (tmp_path / "run" / "model.nemo").exists()
+    settings.steps = 45
+    assert train(settings)["step"] == 45  # resumed from the checkpoint, not from step 0

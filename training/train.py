@@ -1,0 +1,187 @@
+"""Train a NeMo QuartzNet-architecture CTC model on CPU, resumably, with SpecAugment.
+
+    .venv/bin/python -m training.train --manifest ../shared/data/librispeech-mini-train/manifest.jsonl \
+        --out runs/qn5x3 --minutes 60
+
+Runs until --minutes of wall time (or --steps) are used, then saves. `DIR/checkpoint.pt` (model,
+optimizer, step) is rewritten atomically every --save-minutes and picked up by the next run with
+the same --out; `DIR/model.nemo` is written at the end; `DIR/train.jsonl` logs every step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from quantizer.nemo_configs import ENGLISH_LABELS, build_nemo_model, quartznet_config
+from training.data import duration_batches, load_audio, read_manifest
+
+CHECKPOINT = "checkpoint.pt"
+LOG = "train.jsonl"
+
+
+@dataclass
+class TrainSettings:
+    manifests: list[str]
+    out: str
+    channels: int = 192
+    repeat: int = 3  # repeats per block, 5 blocks (QuartzNet 5xR)
+    features: int = 64
+    lr: float = 3e-3
+    warmup_steps: int = 200
+    weight_decay: float = 1e-3
+    batch_seconds: float = 64.0  # audio per batch, padded
+    max_utterance_seconds: float = 17.5
+    minutes: float = 60.0
+    steps: int = 0  # 0: no step limit
+    save_minutes: float = 5.0
+    seed: int = 0
+    spec_augment: dict = field(
+        default_factory=lambda: {"freq_masks": 2, "time_masks": 2, "freq_width": 15, "time_width": 0.05}
+    )
+
+
+def model_config(settings: TrainSettings) -> dict:
+    c = settings.channels
+    config = quartznet_config(
+        groups=(c,) * 5,
+        kernels=(33, 39, 51, 63, 75),
+        blocks_per_group=1,
+        repeat=settings.repeat,
+        prologue=(c, 33),
+        epilogue=(c, 87, 2 * c),
+        features=settings.features,
+        dropout=0.1,
+    )
+    config["spec_augment"] = {
+        "_target_": "nemo.collections.asr.modules.SpectrogramAugmentation",
+        **settings.spec_augment,
+    }
+    return config
+
+
+def learning_rate(settings: TrainSettings, step: int) -> float:
+    """Linear warm-up, then inverse square root decay (no total length needed: runs are resumed)."""
+    return settings.lr * min((step + 1) / settings.warmup_steps, math.sqrt(settings.warmup_steps / (step + 1)))
+
+
+def _save(path: Path, payload: dict) -> None:
+    temporary = path.with_suffix(".tmp")
+    torch.save(payload, temporary)
+    os.replace(temporary, path)  # a crash mid-write leaves the previous checkpoint intact
+
+
+def _batch(utterances, labels: list[str]):
+    audio = [load_audio(u.audio) for u in utterances]
+    samples = torch.tensor([len(a) for a in audio])
+    signal = torch.zeros(len(audio), int(samples.max()))
+    for b, a in enumerate(audio):
+        signal[b, : len(a)] = torch.from_numpy(a)
+    ids = [[labels.index(c) for c in u.text] for u in utterances]
+    targets = torch.zeros(len(ids), max(len(i) for i in ids), dtype=torch.long)
+    for b, i in enumerate(ids):
+        targets[b, : len(i)] = torch.tensor(i)
+    return signal, samples, targets, torch.tensor([len(i) for i in ids])
+
+
+def train(settings: TrainSettings) -> dict:
+    """Train (or resume) and return the last logged step."""
+    out = Path(settings.out)
+    out.mkdir(parents=True, exist_ok=True)
+    labels = ENGLISH_LABELS
+    model = build_nemo_model(model_config(settings), seed=settings.seed, realistic_batch_norm=False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    step, seen_seconds = 0, 0.0
+    if (out / CHECKPOINT).exists():
+        state = torch.load(out / CHECKPOINT, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, seen_seconds = state["step"], state["seen_seconds"]
+    utterances = [u for m in settings.manifests for u in read_manifest(m, labels, settings.max_utterance_seconds)]
+    rng = random.Random(settings.seed + step)
+    start = last_save = time.monotonic()
+    record: dict = {}
+    model.train()
+    with open(out / LOG, "a") as log:
+        while True:
+            for batch in duration_batches(utterances, settings.batch_seconds, rng):
+                signal, samples, targets, target_lengths = _batch(batch, labels)
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate(settings, step)
+                log_probs, encoded_lengths, _ = model.forward(input_signal=signal, input_signal_length=samples)
+                loss = torch.nn.functional.ctc_loss(
+                    log_probs.transpose(0, 1),
+                    targets,
+                    encoded_lengths,
+                    target_lengths,
+                    blank=len(labels),
+                    zero_infinity=True,
+                )
+                optimizer.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                step += 1
+                seen_seconds += float(samples.sum()) / 16000
+                record = {
+                    "step": step,
+                    "loss": round(loss.item(), 4),
+                    "lr": learning_rate(settings, step - 1),
+                    "audio_hours": round(seen_seconds / 3600, 4),
+                    "wall_s": round(time.monotonic() - start, 1),
+                }
+                log.write(json.dumps(record) + "\n")
+                log.flush()
+                finished = (
+                    settings.steps and step >= settings.steps
+                ) or time.monotonic() - start > settings.minutes * 60
+                if finished or time.monotonic() - last_save > settings.save_minutes * 60:
+                    _save(
+                        out / CHECKPOINT,
+                        {
+                            "model": model.state_dict(),
+                            "optimizer": optimizer.state_dict(),
+                            "step": step,
+                            "seen_seconds": seen_seconds,
+                            "settings": asdict(settings),
+                        },
+                    )
+                    last_save = time.monotonic()
+                if finished:
+                    model.eval().save_to(str(out / "model.nemo"))
+                    return record
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--manifest", action="append", required=True, help="NeMo manifest (repeatable)")
+    parser.add_argument("--out", required=True)
+    defaults = TrainSettings([], "")
+    for name in ("channels", "repeat", "lr", "batch_seconds", "minutes", "steps", "save_minutes", "seed"):
+        value = getattr(defaults, name)
+        parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
+    args = parser.parse_args()
+    torch.set_num_threads(os.cpu_count() or 2)
+    np.random.seed(args.seed)
+    settings = TrainSettings(
+        manifests=args.manifest,
+        out=args.out,
+        **{
+            n: getattr(args, n)
+            for n in ("channels", "repeat", "lr", "batch_seconds", "minutes", "steps", "save_minutes", "seed")
+        },
+    )
+    print(json.dumps(train(settings)))
+
+
+if __name__ == "__main__":
+    main()
