@@ -1,4 +1,4 @@
-"""`qasr` command line: `qasr quantize MODEL.nemo --out DIR [options]`."""
+"""`qasr` command line: `qasr quantize MODEL.nemo --out DIR [options]`, `qasr eval --model DIR --manifest F`."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from pathlib import Path
 
 from quantizer.calibrate import CALIBRATION_METHODS
 from quantizer.checkpoint import CheckpointError, UnsupportedModelError
+from quantizer.evaluate import evaluate
 from quantizer.onnx_export import write_backends
 from quantizer.pipeline import CalibrationSettings, quantize_checkpoint
 from quantizer.quantize import QuantSettings
+from quantizer.runtime import BACKENDS
 from quantizer.synthetic import SyntheticSettings
 
 REPORT_FILE = "report.json"
@@ -90,14 +92,47 @@ def _quantize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_eval(commands) -> None:
+    parser = commands.add_parser("eval", help="WER and CER of a quantized model's backends on a NeMo manifest")
+    parser.add_argument("--model", type=Path, required=True, help="a folder written by qasr quantize")
+    parser.add_argument("--manifest", type=Path, required=True, help="NeMo manifest of 16 kHz audio")
+    parser.add_argument(
+        "--backend",
+        action="append",
+        choices=BACKENDS,
+        help="repeat to compare side by side (default: fp32 and integer)",
+    )
+    parser.add_argument("--per-utterance", action="store_true", help="print reference and hypotheses per line")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=0)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    backends = args.backend or ["fp32", "integer"]
+    results = [evaluate(args.model, args.manifest, b, args.batch, args.threads) for b in backends]
+    if args.per_utterance:
+        for i, audio in enumerate(results[0].audio):
+            print(f"{audio.name}\tref\t{results[0].references[i]}")
+            for result in results:
+                print(f"{audio.name}\t{result.backend}\t{result.hypotheses[i]}")
+    print(f"{len(results[0].references)} utterances, {results[0].seconds / 60:.1f} min of audio")
+    print("| backend | WER % | CER % | WER change vs first |")
+    print("| --- | --- | --- | --- |")
+    for result in results:
+        change = 100 * (result.wer - results[0].wer)
+        print(f"| {result.backend} | {100 * result.wer:.2f} | {100 * result.cer:.2f} | {change:+.2f} |")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="qasr", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     _add_quantize(commands)
+    _add_eval(commands)
     args = parser.parse_args(argv)
     try:
-        return _quantize(args)
-    except (CheckpointError, UnsupportedModelError, ValueError) as error:
+        return _eval(args) if args.command == "eval" else _quantize(args)
+    except (CheckpointError, UnsupportedModelError, ValueError, FileNotFoundError) as error:
         print(f"qasr {args.command}: error: {error}", file=sys.stderr)
         return 2
 

@@ -1,25 +1,11 @@
 import json
 
 import numpy as np
-import soundfile
 
+from quantizer.manifest import normalize_text, read_manifest
 from quantizer.nemo_configs import ENGLISH_LABELS
-from training.data import normalize_text, read_manifest
+from tests.toy_speech import tone_manifest
 from training.train import LOG, TrainSettings, train
-
-
-def tone_manifest(folder, count: int = 8) -> str:
-    """Utterances whose 'words' are tones: a learnable toy task in real audio files."""
-    rng = np.random.default_rng(0)
-    lines = []
-    for i in range(count):
-        letters = "".join(rng.choice(list("abc"), size=3))
-        pieces = [np.sin(2 * np.pi * {"a": 300, "b": 900, "c": 2000}[c] * np.arange(4000) / 16000) for c in letters]
-        audio = np.concatenate([np.concatenate([p, np.zeros(1600)]) for p in pieces]).astype(np.float32) * 0.3
-        soundfile.write(folder / f"{i}.wav", audio, 16000)
-        lines.append(json.dumps({"audio_filepath": f"{i}.wav", "duration": len(audio) / 16000, "text": letters}))
-    (folder / "manifest.jsonl").write_text("\n".join(lines))
-    return str(folder / "manifest.jsonl")
 
 
 def test_text_is_normalised_to_the_vocabulary():

@@ -8,6 +8,11 @@ the kind real training leaves, which random weights do not have.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import numpy as np
+import soundfile
 import torch
 
 SILENCE_FRAMES = (1, 4)
@@ -66,3 +71,17 @@ def train_toy_model(model, steps: int = 300, batch_size: int = 16, lr: float = 3
         loss.backward()
         optimizer.step()
     return model.eval(), loss.item()
+
+
+def tone_manifest(folder: Path, count: int = 8) -> str:
+    """Utterances whose 'words' are tones: a learnable toy task in real audio files."""
+    rng = np.random.default_rng(0)
+    lines = []
+    for i in range(count):
+        letters = "".join(rng.choice(list("abc"), size=3))
+        pieces = [np.sin(2 * np.pi * {"a": 300, "b": 900, "c": 2000}[c] * np.arange(4000) / 16000) for c in letters]
+        audio = np.concatenate([np.concatenate([p, np.zeros(1600)]) for p in pieces]).astype(np.float32) * 0.3
+        soundfile.write(folder / f"{i}.wav", audio, 16000)
+        lines.append(json.dumps({"audio_filepath": f"{i}.wav", "duration": len(audio) / 16000, "text": letters}))
+    (folder / "manifest.jsonl").write_text("\n".join(lines))
+    return str(folder / "manifest.jsonl")

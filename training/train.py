@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from quantizer.manifest import load_audio, read_manifest
 from quantizer.nemo_configs import ENGLISH_LABELS, build_nemo_model, quartznet_config
-from training.data import duration_batches, load_audio, read_manifest
+from training.data import duration_batches
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "train.jsonl"

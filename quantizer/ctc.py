@@ -1,0 +1,14 @@
+"""CTC greedy decoding: per-frame argmax classes -> text."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def greedy_text(tokens: np.ndarray, length: int, labels: list[str]) -> str:
+    """tokens [T'] class ids (blank = len(labels)); merge repeats, drop blanks, join labels."""
+    blank = len(labels)
+    valid = np.asarray(tokens[:length])
+    keep = np.ones(len(valid), bool)
+    keep[1:] = valid[1:] != valid[:-1]
+    return "".join(labels[t] for t in valid[keep] if t != blank).strip()

@@ -1,0 +1,65 @@
+"""Word and character error rates of a quantized model's backends on a NeMo manifest."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import jiwer
+import numpy as np
+
+from quantizer.ctc import greedy_text
+from quantizer.features import LogMelFrontEnd
+from quantizer.integer_model import IntegerModel
+from quantizer.manifest import Utterance, load_audio, read_manifest
+from quantizer.runtime import Recognizer
+
+
+@dataclass
+class Evaluation:
+    backend: str
+    wer: float
+    cer: float
+    references: list[str]
+    hypotheses: list[str]
+    audio: list[Path]
+    seconds: float  # audio evaluated
+
+
+def transcribe(
+    recognizer: Recognizer, front_end: LogMelFrontEnd, labels: list[str], utterances: list[Utterance], batch: int
+) -> list[str]:
+    """Greedy transcripts, batched in manifest order (padded batches give what each gives alone)."""
+    hypotheses = []
+    for start in range(0, len(utterances), batch):
+        audio = [load_audio(u.audio) for u in utterances[start : start + batch]]
+        samples = np.array([len(a) for a in audio])
+        padded = np.zeros((len(audio), samples.max()), np.float32)
+        for b, a in enumerate(audio):
+            padded[b, : len(a)] = a
+        features, frames = front_end(padded, samples)
+        result = recognizer(features, frames)
+        hypotheses += [greedy_text(t, n, labels) for t, n in zip(result.tokens, result.lengths, strict=True)]
+    return hypotheses
+
+
+def evaluate(model_dir: str | Path, manifest: str | Path, backend: str, batch: int = 8, threads: int = 0) -> Evaluation:
+    model = IntegerModel.load(model_dir)
+    if model.filterbank is None or model.window is None:
+        raise ValueError(f"{model_dir}: the checkpoint stored no mel filterbank/window, so features cannot be made")
+    utterances = read_manifest(manifest, model.labels)
+    if not utterances:
+        raise ValueError(f"{manifest}: no utterance with text in the model's vocabulary")
+    front_end = LogMelFrontEnd(model.preprocessor, model.filterbank, model.window)
+    recognizer = Recognizer(model_dir, backend, device="cpu", threads=threads)
+    hypotheses = transcribe(recognizer, front_end, model.labels, utterances, batch)
+    references = [u.text for u in utterances]
+    return Evaluation(
+        backend=backend,
+        wer=jiwer.wer(references, hypotheses),
+        cer=jiwer.cer(references, hypotheses),
+        references=references,
+        hypotheses=hypotheses,
+        audio=[u.audio for u in utterances],
+        seconds=sum(u.seconds for u in utterances),
+    )

@@ -1,0 +1,55 @@
+"""NeMo manifests (JSON lines: audio_filepath, duration, text) and their audio, for evaluation and training."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+SAMPLE_RATE = 16000  # Hz; manifests here are 16 kHz (resampling belongs to the service's audio input)
+
+
+@dataclass(frozen=True)
+class Utterance:
+    audio: Path
+    seconds: float
+    text: str
+
+
+def normalize_text(text: str, labels: list[str]) -> str:
+    """Lower-case, hyphens to spaces, drop characters outside the vocabulary, collapse spaces."""
+    allowed = set(labels)
+    text = text.lower().replace("-", " ")
+    text = "".join(c for c in text if c in allowed)
+    return re.sub(r" +", " ", text).strip()
+
+
+def read_manifest(path: str | Path, labels: list[str], max_seconds: float = float("inf")) -> list[Utterance]:
+    """Normalised utterances (audio paths relative to the manifest); longer than max_seconds or
+    with no text left: skipped."""
+    path = Path(path)
+    utterances = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+            audio, seconds, text = entry["audio_filepath"], float(entry["duration"]), entry["text"]
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"{path}:{number}: not a NeMo manifest line ({error})") from error
+        text = normalize_text(text, labels)
+        if text and seconds <= max_seconds:
+            utterances.append(Utterance(path.parent / audio, seconds, text))
+    return utterances
+
+
+def load_audio(path: Path) -> np.ndarray:
+    """float32 mono samples at SAMPLE_RATE."""
+    samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    if rate != SAMPLE_RATE:
+        raise ValueError(f"{path}: {rate} Hz; manifests must hold {SAMPLE_RATE} Hz audio")
+    return samples.mean(axis=1)

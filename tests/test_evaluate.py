@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+
+from quantizer.cli import main
+from quantizer.ctc import greedy_text
+from quantizer.evaluate import evaluate
+from quantizer.manifest import read_manifest
+from quantizer.nemo_configs import ENGLISH_LABELS
+from quantizer.onnx_export import write_backends
+from quantizer.pipeline import quantize_checkpoint
+from quantizer.synthetic import SyntheticSettings
+from tests.toy_speech import tone_manifest
+from training.train import TrainSettings, train
+
+BLANK = len(ENGLISH_LABELS)
+
+
+def test_greedy_decoding_merges_repeats_and_drops_blanks():
+    a, b, space = ENGLISH_LABELS.index("a"), ENGLISH_LABELS.index("b"), ENGLISH_LABELS.index(" ")
+    tokens = np.array([a, a, BLANK, a, b, b, space, BLANK, b, a, a])
+    assert greedy_text(tokens, 9, ENGLISH_LABELS) == "aab b"
+
+
+@pytest.fixture(scope="module")
+def tone_model(tmp_path_factory):
+    """A tiny model trained on tone 'speech' and quantized: tone_manifest audio is what it knows."""
+    folder = tmp_path_factory.mktemp("tones")
+    manifest = tone_manifest(folder)
+    settings = TrainSettings(
+        manifests=[manifest],
+        out=str(folder / "run"),
+        channels=16,
+        repeat=1,
+        features=16,
+        lr=1e-2,
+        warmup_steps=5,
+        batch_seconds=8,
+        steps=60,
+        minutes=5,
+    )
+    train(settings)
+    cheap = SyntheticSettings(samples=2, frames=80, min_frames=80, iters=5, batch_size=2)
+    model, _, graph = quantize_checkpoint(folder / "run" / "model.nemo", cheap)
+    model.save(folder / "int8")
+    write_backends(folder / "int8", model, graph)
+    return folder / "int8", manifest
+
+
+def test_evaluation_scores_each_backend_against_the_manifest(tone_model):
+    model_dir, manifest = tone_model
+    fp32, integer = (evaluate(model_dir, manifest, backend) for backend in ("fp32", "integer"))
+    assert fp32.references == [u.text for u in read_manifest(manifest, ENGLISH_LABELS)]
+    assert len(integer.hypotheses) == len(integer.references) == 8
+    assert 0.0 <= integer.cer <= 1.0 and 0.0 <= fp32.wer
+    assert integer.seconds == pytest.approx(8 * 3 * (4000 + 1600) / 16000)  # 3 tones + pauses each
+
+
+def test_eval_cli_compares_backends_side_by_side(tone_model, capsys):
+    model_dir, manifest = tone_model
+    assert main(["eval", "--model", str(model_dir), "--manifest", manifest, "--per-utterance"]) == 0
+    out = capsys.readouterr().out
+    assert "| fp32 |" in out and "| integer |" in out and "\tref\t" in out
+
+
+def test_eval_cli_reports_a_missing_model_folder(tmp_path, capsys):
+    manifest = tone_manifest(tmp_path, 1)
+    assert main(["eval", "--model", str(tmp_path / "none"), "--manifest", manifest]) == 2
+    assert "no model.json" in capsys.readouterr().err
+
+
+def test_bad_manifest_line_is_named(tmp_path):
+    (tmp_path / "m.jsonl").write_text('{"audio_filepath": "a.wav"}\n')
+    with pytest.raises(ValueError, match="m.jsonl:1: not a NeMo manifest line"):
+        read_manifest(tmp_path / "m.jsonl", ENGLISH_LABELS)
