@@ -166,12 +166,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--manifest", action="append", required=True, help="NeMo manifest (repeatable)")
     parser.add_argument("--out", required=True)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores); 1 leaves a core free")
     defaults = TrainSettings([], "")
     for name in ("channels", "repeat", "lr", "batch_seconds", "minutes", "steps", "save_minutes", "seed"):
         value = getattr(defaults, name)
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
     args = parser.parse_args()
-    torch.set_num_threads(os.cpu_count() or 2)
+    torch.set_num_threads(args.threads or os.cpu_count() or 2)
     np.random.seed(args.seed)
     settings = TrainSettings(
         manifests=args.manifest,
