@@ -19,10 +19,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from quantizer.manifest import load_audio, read_manifest
+from quantizer.manifest import SAMPLE_RATE, load_audio, read_manifest
 from quantizer.nemo_configs import ENGLISH_LABELS, build_nemo_model, quartznet_config
 from training.data import duration_batches
 
@@ -132,7 +131,7 @@ def train(settings: TrainSettings) -> dict:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 optimizer.step()
                 step += 1
-                seen_seconds += float(samples.sum()) / 16000
+                seen_seconds += float(samples.sum()) / SAMPLE_RATE
                 record = {
                     "step": step,
                     "loss": round(loss.item(), 4),
@@ -173,7 +172,6 @@ def main() -> None:
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
     args = parser.parse_args()
     torch.set_num_threads(args.threads or os.cpu_count() or 2)
-    np.random.seed(args.seed)
     settings = TrainSettings(
         manifests=args.manifest,
         out=args.out,
