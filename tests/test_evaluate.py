@@ -9,8 +9,8 @@ from quantizer.nemo_configs import ENGLISH_LABELS
 from quantizer.onnx_export import write_backends
 from quantizer.pipeline import quantize_checkpoint
 from quantizer.synthetic import SyntheticSettings
-from tests.toy_speech import tone_manifest
-from training.train import TrainSettings, train
+from tests.toy_speech import tone_manifest, tone_training_settings
+from training.train import train
 
 BLANK = len(ENGLISH_LABELS)
 
@@ -26,18 +26,7 @@ def tone_model(tmp_path_factory):
     """A tiny model trained on tone 'speech' and quantized: tone_manifest audio is what it knows."""
     folder = tmp_path_factory.mktemp("tones")
     manifest = tone_manifest(folder)
-    settings = TrainSettings(
-        manifests=[manifest],
-        out=str(folder / "run"),
-        channels=16,
-        repeat=1,
-        features=16,
-        lr=1e-2,
-        warmup_steps=5,
-        batch_seconds=8,
-        steps=60,
-        minutes=5,
-    )
+    settings = tone_training_settings(manifest, folder / "run", steps=60)
     train(settings)
     cheap = SyntheticSettings(samples=2, frames=80, min_frames=80, iters=5, batch_size=2)
     model, _, graph = quantize_checkpoint(folder / "run" / "model.nemo", cheap)

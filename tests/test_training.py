@@ -4,8 +4,8 @@ import numpy as np
 
 from quantizer.manifest import normalize_text, read_manifest
 from quantizer.nemo_configs import ENGLISH_LABELS
-from tests.toy_speech import tone_manifest
-from training.train import LOG, TrainSettings, train
+from tests.toy_speech import tone_manifest, tone_training_settings
+from training.train import LOG, train
 
 
 def test_text_is_normalised_to_the_vocabulary():
@@ -20,18 +20,7 @@ def test_manifest_paths_are_relative_to_the_manifest_and_long_ones_skipped(tmp_p
 
 
 def test_training_lowers_the_loss_and_resumes(tmp_path):
-    settings = TrainSettings(
-        manifests=[tone_manifest(tmp_path)],
-        out=str(tmp_path / "run"),
-        channels=16,
-        repeat=1,
-        features=16,
-        lr=1e-2,
-        warmup_steps=5,
-        batch_seconds=8,
-        steps=40,
-        minutes=5,
-    )
+    settings = tone_training_settings(tone_manifest(tmp_path), tmp_path / "run", steps=40)
     last = train(settings)
     losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / LOG).read_text().splitlines()]
     assert last["step"] == 40 and len(losses) == 40

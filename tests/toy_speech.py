@@ -85,3 +85,21 @@ def tone_manifest(folder: Path, count: int = 8) -> str:
         lines.append(json.dumps({"audio_filepath": f"{i}.wav", "duration": len(audio) / 16000, "text": letters}))
     (folder / "manifest.jsonl").write_text("\n".join(lines))
     return str(folder / "manifest.jsonl")
+
+
+def tone_training_settings(manifest: str, out: Path, steps: int):
+    """A tiny QuartzNet that learns tone_manifest audio in tens of steps."""
+    from training.train import TrainSettings
+
+    return TrainSettings(
+        manifests=[manifest],
+        out=str(out),
+        channels=16,
+        repeat=1,
+        features=16,
+        lr=1e-2,
+        warmup_steps=5,
+        batch_seconds=8,
+        steps=steps,
+        minutes=5,
+    )
