@@ -3,7 +3,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_MARK := $(if $(SLOW),-m "slow or not slow",)
 
-.PHONY: setup test lint
+.PHONY: setup system-packages test lint
+
+# Programs the corpus generator runs (all GPL, used as separate processes); Debian/Ubuntu, as root.
+system-packages:
+	command -v espeak-ng >/dev/null && command -v sox >/dev/null && command -v bible >/dev/null || \
+		(apt-get update -q && apt-get install -y -q espeak-ng sox bible-kjv)
 
 setup: $(VENV)/.installed
 
@@ -12,7 +17,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	python3.11 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -c constraints.txt -e ".[nemo,dev]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[nemo,dev,corpus]"
 	touch $@
 
 lint: setup

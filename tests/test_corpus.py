@@ -1,0 +1,70 @@
+"""The synthetic corpus generator on a handful of sentences, with the real TTS programs."""
+
+import json
+import random
+
+import numpy as np
+import pytest
+import soundfile
+
+from quantizer.manifest import SAMPLE_RATE, read_manifest
+from quantizer.nemo_configs import ENGLISH_LABELS
+from training import corpus
+
+
+@pytest.fixture(scope="module")
+def sentences() -> list[str]:
+    return corpus.kjv_sentences()
+
+
+def test_sentences_are_many_normalised_and_split_for_holding_out(sentences):
+    assert len(sentences) > 40_000
+    assert all(set(s) <= set(ENGLISH_LABELS) and 4 <= len(s.split()) <= 24 for s in sentences)
+    heldout = sum(map(corpus.is_heldout_sentence, sentences)) / len(sentences)
+    assert 0.03 < heldout < 0.07
+
+
+@pytest.mark.parametrize("engine", ["piper", "espeak"])
+def test_a_shard_is_16khz_speech_with_its_transcripts(tmp_path, monkeypatch, sentences, engine):
+    monkeypatch.setattr(corpus, "SHARD_SIZE", 3)
+    monkeypatch.setattr(corpus, "PIPER_SHARE", 1.0 if engine == "piper" else 0.0)
+    pool = [s for s in sentences if corpus.is_heldout_sentence(s)]
+    corpus.make_shard(7, tmp_path, pool, heldout=True, seed=1, variants=corpus.espeak_variants())
+
+    entries = [json.loads(line) for line in (tmp_path / "shards" / "00007.jsonl").read_text().splitlines()]
+    assert len(entries) == 3 and {e["engine"] for e in entries} == {engine}
+    for entry in entries:
+        assert entry["text"] in pool
+        samples, rate = soundfile.read(str(tmp_path / entry["audio_filepath"]))
+        assert rate == SAMPLE_RATE and samples.ndim == 1
+        assert abs(len(samples) / rate - entry["duration"]) < 1e-2
+        # Speech-length audio with energy, not silence: about 0.15-1 s per word.
+        assert 0.15 < entry["duration"] / len(entry["text"].split()) < 1.0
+        assert np.sqrt(np.mean(samples**2)) > 1e-3
+
+
+def test_heldout_voices_are_never_used_for_training():
+    rng = random.Random(0)
+    variants = ["m1", "m3", "f2", "klatt", "Andy"]
+    for _ in range(200):
+        voice = corpus.shard_voice(rng, heldout=False, variants=variants)
+        if voice.engine == "espeak":
+            assert not set(voice.settings["variants"]) & corpus.ESPEAK_HELDOUT_VARIANTS
+        else:
+            assert 0.85 <= voice.settings["length_scale"] <= 1.25
+
+
+def test_generation_resumes_and_writes_disjoint_manifests(tmp_path, monkeypatch):
+    monkeypatch.setattr(corpus, "SHARD_SIZE", 2)
+    monkeypatch.setattr(corpus, "PIPER_SHARE", 0.0)  # espeak-ng: fast
+    corpus.generate(tmp_path, hours=0.001, heldout_minutes=0.05, seed=0)
+    first = (tmp_path / "train.jsonl").read_text()
+    shards = sorted(p.name for p in (tmp_path / "shards").iterdir())
+
+    hours = corpus.generate(tmp_path, hours=0.001, heldout_minutes=0.05, seed=0)  # nothing left to do
+    assert sorted(p.name for p in (tmp_path / "shards").iterdir()) == shards
+    assert (tmp_path / "train.jsonl").read_text() == first and hours["train"] >= 0.001
+
+    train = {u.text for u in read_manifest(tmp_path / "train.jsonl", ENGLISH_LABELS)}
+    heldout = {u.text for u in read_manifest(tmp_path / "heldout.jsonl", ENGLISH_LABELS)}
+    assert train and heldout and not train & heldout
