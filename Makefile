@@ -21,8 +21,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 lint: setup
-	$(VENV)/bin/ruff check quantizer training tests benchmarks
-	$(VENV)/bin/ruff format --check quantizer training tests benchmarks
+	$(VENV)/bin/ruff check quantizer training app tests benchmarks
+	$(VENV)/bin/ruff format --check quantizer training app tests benchmarks
 
 test: lint
 	$(VENV)/bin/pytest $(PYTEST_MARK)

@@ -1,0 +1,1 @@
+"""qasr's HTTP service: integer-only speech recognition behind native and OpenAI-compatible endpoints."""

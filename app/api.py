@@ -1,0 +1,349 @@
+"""The FastAPI application: startup job, transcription endpoints, health and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import threading
+import time
+import uuid
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException
+
+from app import formats
+from app.audio import AudioError, decode_audio
+from app.batcher import Batcher
+from app.decoding import Word
+from app.limits import BodyLimit
+from app.metrics import Metrics
+from app.model_store import PreparedModel, prepare_model
+from app.settings import Settings
+from app.transcriber import Engine, Timings, decode, plan_windows
+from quantizer.synthetic import SyntheticSettings
+
+log = logging.getLogger("qasr.api")
+
+RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
+LANGUAGES = ("en", "english")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.message, self.kind, self.headers = status, message, kind, headers or {}
+
+
+@dataclass
+class ServiceState:
+    settings: Settings
+    metrics: Metrics = field(default_factory=Metrics)
+    engine: Engine | None = None
+    prepared: PreparedModel | None = None
+    batcher: Batcher | None = None
+    phase: str = "starting"  # starting -> ready -> draining | failed
+    error: str | None = None
+
+
+@dataclass
+class Transcription:
+    words: list[Word]
+    duration: float  # seconds of audio
+    timings: Timings
+    decode_s: float
+    total_s: float
+
+
+def load_model(state: ServiceState) -> None:
+    """The startup job: quantize (or reuse the cache), open the session, warm up."""
+    s = state.settings
+    synthetic = SyntheticSettings(
+        samples=s.calib_samples,
+        frames=s.calib_frames,
+        min_frames=min(SyntheticSettings().min_frames, s.calib_frames),
+        iters=s.calib_iters,
+        seed=s.calib_seed,
+    )
+    state.prepared = prepare_model(s.model_path, s.cache_dir, synthetic)
+    log.info("opening the %s session", s.backend)
+    state.engine = Engine(state.prepared.folder, s.backend, s.device, s.threads)
+    state.metrics.record_report(state.prepared.report, state.prepared.quantize_seconds)
+    state.phase = "ready"
+    state.metrics.ready.set(1)
+    log.info("ready: %s on %s", s.backend, state.engine.recognizer.provider)
+
+
+def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -> FastAPI:
+    """exit_on_failure: a failed startup job ends the process (non-zero) instead of leaving it unready."""
+    settings = settings or Settings()
+    settings.check()
+    state = ServiceState(settings)
+
+    def startup_job() -> None:
+        try:
+            load_model(state)
+        except Exception as error:
+            state.phase, state.error = "failed", f"{type(error).__name__}: {error}"
+            log.critical("startup failed: %s", state.error)
+            if exit_on_failure:
+                logging.shutdown()
+                os._exit(3)
+
+    def run_batch(windows: list[np.ndarray], batch_id: int):
+        return state.engine.run(windows, batch_id)
+
+    def on_batch(size: int, queued: int) -> None:
+        state.metrics.batch_size.observe(size)
+        state.metrics.queue_depth.set(queued)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        state.batcher = Batcher(run_batch, settings.max_batch_size, settings.max_batch_wait_ms / 1000, on_batch)
+        state.batcher.start()
+        threading.Thread(target=startup_job, name="qasr-startup", daemon=True).start()
+        yield
+        state.phase = "draining"
+        await state.batcher.stop()
+
+    app = FastAPI(
+        title="qasr",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Integer-only INT8 speech recognition (Q-ASR), OpenAI-compatible.",
+    )
+    app.state.service = state
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes)
+
+    @app.middleware("http")
+    async def request_id_and_metrics(request: Request, call_next):
+        request.state.request_id = request.headers.get("x-request-id", "")[:64] or uuid.uuid4().hex
+        response = await call_next(request)
+        response.headers["X-Request-ID"] = request.state.request_id
+        route = request.scope.get("route")
+        state.metrics.requests.labels(endpoint=getattr(route, "path", "unmatched"), status=response.status_code).inc()
+        return response
+
+    def error_body(request: Request, status: int, message: str, kind: str) -> dict:
+        return {
+            "error": {
+                "message": message,
+                "type": kind,
+                "code": status,
+                "request_id": getattr(request.state, "request_id", None),
+            }
+        }
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, error: ApiError):
+        return JSONResponse(
+            error_body(request, error.status, error.message, error.kind), error.status, headers=error.headers
+        )
+
+    @app.exception_handler(AudioError)
+    async def audio_error(request: Request, error: AudioError):
+        return JSONResponse(error_body(request, error.status, str(error), "invalid_audio"), error.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException):
+        return JSONResponse(
+            error_body(request, error.status_code, str(error.detail), "http_error"),
+            error.status_code,
+            headers=getattr(error, "headers", None),
+        )
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, error: Exception):
+        log.exception("request %s failed", getattr(request.state, "request_id", "?"))
+        message = "internal error while transcribing; quote the request id when reporting it"
+        return JSONResponse(error_body(request, 500, message, "server_error"), 500)
+
+    def authorize(request: Request) -> None:
+        if settings.api_key is None:
+            return
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip(), settings.api_key):
+            raise ApiError(
+                401,
+                "missing or wrong API key: send `Authorization: Bearer <key>`",
+                "authentication_error",
+                {"WWW-Authenticate": "Bearer"},
+            )
+
+    def require_ready() -> None:
+        if state.phase != "ready":
+            raise ApiError(503, f"the model is not ready ({state.phase})", "unavailable", {"Retry-After": "5"})
+
+    async def transcribe(data: bytes) -> Transcription:
+        require_ready()
+        engine, metrics = state.engine, state.metrics
+        start = time.perf_counter()
+        audio = await asyncio.to_thread(decode_audio, data, engine.sample_rate, settings.max_audio_seconds)
+        decode_s = time.perf_counter() - start
+        rate = engine.sample_rate
+        windows = plan_windows(
+            len(audio.samples),
+            int(settings.chunk_seconds * rate),
+            int(settings.chunk_overlap_seconds * rate),
+            engine.frame_samples,
+        )
+        metrics.queue_depth.set(state.batcher.queued + len(windows))
+        try:
+            results = await asyncio.wait_for(
+                state.batcher.recognise([audio.samples[w.start : w.stop] for w in windows]), settings.request_timeout_s
+            )
+        except TimeoutError:
+            raise ApiError(
+                504, f"transcription took longer than {settings.request_timeout_s:.0f} s", "timeout"
+            ) from None
+        words, timings = decode(engine, windows, results)
+        total_s = time.perf_counter() - start
+        for stage, seconds in (
+            ("decode", decode_s),
+            ("features", timings.features),
+            ("inference", timings.inference),
+            ("ctc", timings.ctc),
+            ("total", total_s),
+        ):
+            metrics.stage_seconds.labels(stage=stage).observe(seconds)
+        metrics.audio_seconds.inc(audio.seconds)
+        metrics.real_time_factor.observe(total_s / audio.seconds)
+        return Transcription(words, audio.seconds, timings, decode_s, total_s)
+
+    async def read_form(request: Request) -> tuple[bytes, dict[str, list[str]]]:
+        """The multipart `file` and the other fields (repeatable ones as lists)."""
+        try:
+            form = await request.form(max_files=1, max_fields=32, max_part_size=64 * 1024)
+        except MultiPartException as error:
+            raise ApiError(400, f"malformed multipart form: {error.message}") from None
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise ApiError(400, "the form needs a `file` field holding the audio")
+        data = await upload.read()
+        fields: dict[str, list[str]] = {}
+        for key, value in form.multi_items():
+            if isinstance(value, str):
+                fields.setdefault(key, []).append(value)
+        return data, fields
+
+    @app.get("/health/live")
+    async def live():
+        return {"status": "alive"}
+
+    @app.get("/health/ready")
+    async def ready():
+        if state.phase == "ready":
+            return {
+                "status": "ready",
+                "model": settings.model_name,
+                "backend": settings.backend,
+                "provider": state.engine.recognizer.provider,
+                "from_cache": state.prepared.from_cache,
+            }
+        return JSONResponse({"status": state.phase, "detail": state.error}, 503)
+
+    @app.get("/v1/models")
+    async def models(request: Request):
+        authorize(request)
+        return {
+            "object": "list",
+            "data": [
+                {
+                    "id": settings.model_name,
+                    "object": "model",
+                    "created": 0,
+                    "owned_by": "qasr",
+                    "backend": settings.backend,
+                }
+            ],
+        }
+
+    @app.get("/metrics")
+    async def metrics(request: Request):
+        if settings.metrics_need_key:
+            authorize(request)
+        return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/v1/transcribe")
+    async def transcribe_native(request: Request):
+        """Multipart `file`, or the audio file as the raw request body."""
+        authorize(request)
+        if request.headers.get("content-type", "").startswith("multipart/form-data"):
+            data, _ = await read_form(request)
+        else:
+            data = await request.body()
+        result = await transcribe(data)
+        return {
+            "text": " ".join(w.word for w in result.words),
+            "words": [
+                {"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3), "confidence": w.confidence}
+                for w in result.words
+            ],
+            "duration": round(result.duration, 3),
+            "model": settings.model_name,
+            "backend": settings.backend,
+            "provider": state.engine.recognizer.provider,
+            "timings_ms": {
+                k: round(v * 1000, 2)
+                for k, v in (
+                    ("decode", result.decode_s),
+                    ("features", result.timings.features),
+                    ("inference", result.timings.inference),
+                    ("ctc", result.timings.ctc),
+                    ("total", result.total_s),
+                )
+            },
+            "batch_sizes": result.timings.batch_sizes,
+        }
+
+    @app.post("/v1/audio/transcriptions")
+    async def transcribe_openai(request: Request):
+        """OpenAI's transcription endpoint: multipart `file`, `model`, `language`, `response_format`,
+        `timestamp_granularities[]`; `prompt` and `temperature` are accepted and ignored."""
+        authorize(request)
+        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+            raise ApiError(415, "send multipart/form-data with a `file` field (OpenAI's transcription API)")
+        data, fields = await read_form(request)
+        response_format = fields.get("response_format", ["json"])[-1]
+        if response_format not in RESPONSE_FORMATS:
+            raise ApiError(400, f"response_format {response_format!r}: choose one of {', '.join(RESPONSE_FORMATS)}")
+        language = fields.get("language", ["en"])[-1].strip().lower()
+        if language not in LANGUAGES:
+            raise ApiError(400, f"language {language!r}: this model transcribes English only ('en')")
+        granularities = set(fields.get("timestamp_granularities[]", []) + fields.get("timestamp_granularities", []))
+        if granularities - {"word", "segment"}:
+            raise ApiError(400, "timestamp_granularities[] takes 'word' and/or 'segment'")
+        result = await transcribe(data)
+        text = " ".join(w.word for w in result.words)
+        if response_format == "text":
+            return PlainTextResponse(text)
+        if response_format == "srt":
+            return PlainTextResponse(formats.srt(result.words))
+        if response_format == "vtt":
+            return PlainTextResponse(formats.vtt(result.words), media_type="text/vtt")
+        if response_format == "verbose_json":
+            return formats.verbose_json(
+                result.words,
+                result.duration,
+                with_words="word" in granularities,
+                with_segments="segment" in granularities or not granularities,
+            )
+        return {"text": text}
+
+    return app

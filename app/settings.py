@@ -1,0 +1,55 @@
+"""Service settings: one class, read from `QASR_*` environment variables (see the README's table)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from quantizer.runtime import BACKENDS, DEVICES
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+SHIPPED_MODEL = REPOSITORY / "models" / "qasr-en-quartznet5x3.nemo"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="QASR_", protected_namespaces=())
+
+    model_path: Path = Field(SHIPPED_MODEL, description=".nemo checkpoint to serve")
+    model_name: str = Field("qasr-en-quartznet5x3", description="id reported by /v1/models")
+    cache_dir: Path = Field(Path.home() / ".cache" / "qasr", description="quantized models, keyed by checkpoint")
+    backend: str = Field("integer", description=f"one of {', '.join(BACKENDS)}")
+    device: str = Field("auto", description=f"one of {', '.join(DEVICES)}")
+    threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads (0: all cores)")
+
+    # Zero-shot calibration of the startup job (see `qasr quantize --help`).
+    calib_samples: int = Field(8, ge=1)
+    calib_frames: int = Field(300, ge=32)
+    calib_iters: int = Field(100, ge=0)
+    calib_seed: int = 0
+
+    max_upload_bytes: int = Field(25 * 1024 * 1024, ge=1024, description="413 beyond this, enforced while reading")
+    max_audio_seconds: float = Field(3600.0, gt=0, description="413 beyond this duration")
+    chunk_seconds: float = Field(20.0, ge=4.0, description="long audio is recognised in windows of this length")
+    chunk_overlap_seconds: float = Field(2.0, ge=0.0, description="context kept on each side of a window")
+    max_batch_size: int = Field(8, ge=1, description="windows recognised together")
+    max_batch_wait_ms: float = Field(5.0, ge=0.0, description="how long a batch waits to fill")
+    request_timeout_s: float = Field(300.0, gt=0, description="504 after this")
+
+    api_key: str | None = Field(None, description="if set, transcription endpoints need `Authorization: Bearer KEY`")
+    metrics_need_key: bool = Field(False, description="also protect /metrics with the API key")
+    cors_origins: list[str] = Field(default_factory=list, description="CORS allowed origins; empty: CORS off")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "info"
+
+    def check(self) -> None:
+        """Reject impossible combinations with a message naming the variable."""
+        if self.backend not in BACKENDS:
+            raise ValueError(f"QASR_BACKEND={self.backend!r}: choose one of {', '.join(BACKENDS)}")
+        if self.device not in DEVICES:
+            raise ValueError(f"QASR_DEVICE={self.device!r}: choose one of {', '.join(DEVICES)}")
+        if self.chunk_overlap_seconds * 2 >= self.chunk_seconds:
+            raise ValueError("QASR_CHUNK_OVERLAP_SECONDS must be less than half of QASR_CHUNK_SECONDS")

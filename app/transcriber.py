@@ -1,0 +1,124 @@
+"""Audio -> words: windows for long audio, dynamic batches through ONNX Runtime, CTC decoding."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from app.decoding import Word, frame_scores, greedy_words
+from quantizer.features import LogMelFrontEnd
+from quantizer.integer_model import IntegerModel
+from quantizer.runtime import Recognizer
+
+log = logging.getLogger("qasr.transcriber")
+
+
+@dataclass
+class WindowResult:
+    tokens: np.ndarray  # int64 [T'] argmax class per output frame
+    probabilities: np.ndarray  # float32 [T']
+    batch_id: int
+    batch_size: int
+    features_s: float  # seconds the whole batch spent in the front end
+    inference_s: float  # seconds the whole batch spent in ONNX Runtime
+
+
+@dataclass
+class Timings:
+    features: float = 0.0
+    inference: float = 0.0
+    ctc: float = 0.0
+    batch_sizes: list[int] = field(default_factory=list)
+
+
+class Engine:
+    """A quantized model folder's front end and one backend's ONNX Runtime session."""
+
+    def __init__(self, model_dir: Path, backend: str, device: str, threads: int):
+        model = IntegerModel.load(model_dir)
+        if model.filterbank is None or model.window is None:
+            raise ValueError(f"{model_dir}: the checkpoint stored no mel filterbank/window")
+        self.labels = model.labels
+        self.front_end = LogMelFrontEnd(model.preprocessor, model.filterbank, model.window)
+        self.recognizer = Recognizer(model_dir, backend, device, threads)
+        self.logit_scale = model.nodes[-1].scale if backend == "integer" else 1.0
+        self.sample_rate = self.front_end.sample_rate
+        self.frame_samples = self._measure_stride() * self.front_end.hop  # audio samples per output frame
+
+    def _measure_stride(self) -> int:
+        """Feature frames per output frame, from one warm-up run on 4 s of noise."""
+        noise = np.random.default_rng(0).standard_normal((1, 4 * self.sample_rate)).astype(np.float32) * 0.01
+        features, frames = self.front_end(noise, np.array([noise.shape[1]]))
+        result = self.recognizer(features, frames)
+        return int(round(frames[0] / result.lengths[0]))
+
+    def run(self, windows: list[np.ndarray], batch_id: int = 0) -> list[WindowResult]:
+        """float32 sample windows (any lengths) -> per-window frame scores, as one padded batch."""
+        start = time.perf_counter()
+        samples = np.array([len(w) for w in windows])
+        padded = np.zeros((len(windows), samples.max()), np.float32)
+        for b, window in enumerate(windows):
+            padded[b, : len(window)] = window
+        features, frames = self.front_end(padded, samples)
+        features_s = time.perf_counter() - start
+        start = time.perf_counter()
+        result = self.recognizer(features, frames, with_logits=True)
+        inference_s = time.perf_counter() - start
+        results = []
+        for b in range(len(windows)):
+            valid = int(result.lengths[b])
+            tokens, probabilities = frame_scores(result.logits[b, :, :valid], self.logit_scale)
+            results.append(WindowResult(tokens, probabilities, batch_id, len(windows), features_s, inference_s))
+        return results
+
+
+@dataclass(frozen=True)
+class Window:
+    start: int  # first sample
+    stop: int  # one past the last sample
+    keep_from: int  # first output frame of this window that counts
+    keep_to: int  # one past the last output frame that counts
+
+
+def plan_windows(total: int, window: int, overlap: int, frame: int) -> list[Window]:
+    """Cover `total` samples with windows of at most `window` samples that overlap by `overlap`
+    on each side; each output frame is kept from exactly one window, the one where it has the
+    most context. All lengths are in samples; `frame` is the samples per output frame."""
+    window, overlap = window // frame * frame, overlap // frame * frame
+    if total <= window:
+        return [Window(0, total, 0, -(-total // frame))]
+    step = window - 2 * overlap
+    windows, start = [], 0
+    while True:
+        stop = min(start + window, total)
+        last = stop == total
+        keep_from = 0 if start == 0 else overlap // frame
+        keep_to = -(-(stop - start) // frame) if last else (window - overlap) // frame
+        windows.append(Window(start, stop, keep_from, keep_to))
+        if last:
+            return windows
+        start += step
+
+
+def stitch(windows: list[Window], results: list[WindowResult]) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenate the kept frames of each window -> tokens [T'], probabilities [T']."""
+    tokens = [r.tokens[w.keep_from : w.keep_to] for w, r in zip(windows, results, strict=True)]
+    probabilities = [r.probabilities[w.keep_from : w.keep_to] for w, r in zip(windows, results, strict=True)]
+    return np.concatenate(tokens), np.concatenate(probabilities)
+
+
+def decode(engine: Engine, windows: list[Window], results: list[WindowResult]) -> tuple[list[Word], Timings]:
+    timings = Timings()
+    for result in {r.batch_id: r for r in results}.values():
+        timings.features += result.features_s
+        timings.inference += result.inference_s
+        timings.batch_sizes.append(result.batch_size)
+    start = time.perf_counter()
+    tokens, probabilities = stitch(windows, results)
+    words = greedy_words(tokens, probabilities, engine.labels, engine.frame_samples / engine.sample_rate)
+    timings.ctc = time.perf_counter() - start
+    return words, timings

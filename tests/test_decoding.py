@@ -1,0 +1,53 @@
+"""Word timing from CTC frames, and the windows that cut long audio."""
+
+import numpy as np
+import pytest
+
+from app.decoding import frame_scores, greedy_words
+from app.transcriber import WindowResult, plan_windows, stitch
+from quantizer.nemo_configs import ENGLISH_LABELS
+
+BLANK = len(ENGLISH_LABELS)
+FRAME_S = 0.02
+
+
+def ids(text: str) -> list[int]:
+    return [BLANK if c == "_" else ENGLISH_LABELS.index(c) for c in text]
+
+
+def test_words_take_their_times_and_confidence_from_the_frames_that_emit_them():
+    tokens = np.array(ids("__hh_i__ _tt_h_ee__"))
+    probabilities = np.linspace(0.5, 0.9, len(tokens)).astype(np.float32)
+    words = greedy_words(tokens, probabilities, ENGLISH_LABELS, FRAME_S)
+    assert [w.word for w in words] == ["hi", "the"]
+    assert words[0].start == pytest.approx(2 * FRAME_S) and words[0].end == pytest.approx(6 * FRAME_S)
+    assert words[1].start == pytest.approx(10 * FRAME_S) and words[1].end == pytest.approx(17 * FRAME_S)
+    assert words[0].confidence == pytest.approx(probabilities[[2, 3, 5]].mean(), abs=1e-4)
+
+
+def test_a_letter_repeated_across_a_blank_is_two_letters():
+    words = greedy_words(np.array(ids("s_ee_e")), np.ones(6, np.float32), ENGLISH_LABELS, FRAME_S)
+    assert [w.word for w in words] == ["see"]  # s, ee merged, blank, e
+
+
+def test_integer_logits_are_scaled_before_the_softmax():
+    logits = np.array([[100, 0], [0, 300]], np.int32)  # classes x frames
+    best, probability = frame_scores(logits, scale=0.01)
+    assert best.tolist() == [0, 1]
+    assert probability[0] == pytest.approx(1 / (1 + np.exp(-1.0)), rel=1e-5)
+
+
+@pytest.mark.parametrize("total", [320 * 10, 320 * 200 + 17, 320 * 1000, 320 * 1234 + 5])
+def test_windows_keep_every_output_frame_exactly_once(total):
+    frame, window, overlap = 320, 320 * 100, 320 * 10
+    windows = plan_windows(total, window, overlap, frame)
+    assert windows[0].start == 0 and windows[-1].stop == total
+    assert all(w.stop - w.start <= window and w.start % frame == 0 for w in windows)
+    global_frames = [w.start // frame + t for w in windows for t in range(w.keep_from, w.keep_to)]
+    assert global_frames == list(range(-(-total // frame)))
+    results = [
+        WindowResult(np.arange(w.start // frame, w.start // frame + w.keep_to), np.zeros(w.keep_to), 0, 1, 0.0, 0.0)
+        for w in windows
+    ]
+    tokens, _ = stitch(windows, results)
+    assert tokens.tolist() == global_frames

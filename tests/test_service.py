@@ -1,0 +1,311 @@
+"""The HTTP service end to end on a small trained QuartzNet: startup job, endpoints, errors, cache."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from fastapi.testclient import TestClient
+
+import app.api
+from app.api import create_app
+from app.model_store import COMPLETE_FILE
+from app.settings import Settings
+from quantizer.ctc import greedy_text
+from quantizer.features import LogMelFrontEnd
+from quantizer.integer_model import IntegerModel
+from quantizer.runtime import Recognizer
+
+RATE = 16000
+
+
+def speechlike(seconds: float, seed: int = 0, rate: int = RATE) -> np.ndarray:
+    """Harmonic bursts with pauses: energy where a model sees 'words'."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    pitch = 120 + 40 * np.sin(2 * np.pi * 0.7 * t)
+    voiced = sum(np.sin(2 * np.pi * k * np.cumsum(pitch) / rate) / k for k in range(1, 6))
+    envelope = (np.sin(2 * np.pi * 2.3 * t) > -0.2).astype(np.float32)
+    return (0.3 * voiced * envelope + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+def encode(samples: np.ndarray, rate: int = RATE, format: str = "WAV", subtype: str | None = None) -> bytes:
+    buffer = io.BytesIO()
+    soundfile.write(buffer, samples, rate, format=format, subtype=subtype)
+    return buffer.getvalue()
+
+
+def settings_for(nemo: Path, cache: Path, **overrides) -> Settings:
+    values = dict(
+        model_path=nemo,
+        cache_dir=cache,
+        calib_samples=2,
+        calib_frames=80,
+        calib_iters=5,
+        threads=1,
+        chunk_seconds=4.0,
+        chunk_overlap_seconds=0.5,
+        max_upload_bytes=2_000_000,
+        max_audio_seconds=60.0,
+    )
+    return Settings(**(values | overrides))
+
+
+def wait_ready(client: TestClient, timeout_s: float = 120) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        response = client.get("/health/ready")
+        if response.status_code == 200:
+            return response.json()
+        assert response.json()["status"] == "starting", response.json()
+        time.sleep(0.1)
+    raise TimeoutError("service never became ready")
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def client(quartznet_nemo, cache):
+    service = create_app(settings_for(quartznet_nemo, cache), exit_on_failure=False)
+    with TestClient(service, raise_server_exceptions=False) as test_client:  # 500s are answers here
+        wait_ready(test_client)
+        yield test_client
+
+
+def test_liveness_is_up_while_the_startup_job_runs_and_readiness_waits_for_it(quartznet_nemo, tmp_path, monkeypatch):
+    release = threading.Event()
+    real_prepare = app.api.prepare_model
+
+    def slow_prepare(*args):
+        release.wait(30)
+        return real_prepare(*args)
+
+    monkeypatch.setattr(app.api, "prepare_model", slow_prepare)
+    with TestClient(create_app(settings_for(quartznet_nemo, tmp_path), exit_on_failure=False)) as test_client:
+        assert test_client.get("/health/live").status_code == 200
+        assert test_client.get("/health/ready").status_code == 503
+        refused = test_client.post("/v1/transcribe", content=encode(speechlike(1.0)))
+        assert refused.status_code == 503 and "not ready" in refused.json()["error"]["message"]
+        release.set()
+        assert wait_ready(test_client)["from_cache"] is False
+
+
+def test_native_endpoint_returns_words_inside_the_audio_with_timings(client):
+    response = client.post("/v1/transcribe", files={"file": ("a.wav", encode(speechlike(3.0)), "audio/wav")})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["duration"] == pytest.approx(3.0) and body["backend"] == "integer"
+    assert set(body["timings_ms"]) == {"decode", "features", "inference", "ctc", "total"}
+    assert body["text"] == " ".join(w["word"] for w in body["words"])
+    ends = [0.0] + [t for w in body["words"] for t in (w["start"], w["end"])]
+    assert ends == sorted(ends) and ends[-1] <= body["duration"] + 0.02
+    assert all(0 < w["confidence"] <= 1 for w in body["words"])
+
+
+def test_service_transcript_equals_the_offline_path(client, cache):
+    """Same audio through quantizer.features + Recognizer + greedy_text: the same text."""
+    samples = speechlike(3.0, seed=3)
+    raw = client.post("/v1/transcribe", content=encode(samples), headers={"content-type": "audio/wav"})
+    folder = next(p for p in cache.iterdir() if (p / COMPLETE_FILE).exists())
+    model = IntegerModel.load(folder)
+    features, frames = LogMelFrontEnd(model.preprocessor, model.filterbank, model.window)(
+        samples[None], np.array([len(samples)])
+    )
+    result = Recognizer(folder, "integer", "cpu", threads=1)(features, frames)
+    expected = greedy_text(result.tokens[0], int(result.lengths[0]), model.labels)
+    assert raw.json()["text"] == " ".join(expected.split())
+
+
+def test_long_audio_is_recognised_in_batched_windows(client):
+    response = client.post("/v1/transcribe", content=encode(speechlike(11.0)))
+    body = response.json()
+    assert response.status_code == 200 and body["duration"] == pytest.approx(11.0)
+    assert sum(body["batch_sizes"]) >= 3  # 4 s windows, 0.5 s context each side
+    starts = [w["start"] for w in body["words"]]
+    assert starts == sorted(starts)
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("44.1 kHz stereo WAV", lambda: encode(np.stack([speechlike(2.0, rate=44100)] * 2, 1), 44100)),
+        ("8 kHz 24-bit WAV", lambda: encode(speechlike(2.0, rate=8000), 8000, subtype="PCM_24")),
+        ("float WAV", lambda: encode(speechlike(2.0), subtype="FLOAT")),
+        ("FLAC", lambda: encode(speechlike(2.0), format="FLAC")),
+        ("OGG Vorbis", lambda: encode(speechlike(2.0), format="OGG", subtype="VORBIS")),
+        ("OGG Opus", lambda: encode(speechlike(2.0, rate=48000), 48000, format="OGG", subtype="OPUS")),
+        ("MP3", lambda: encode(speechlike(2.0, rate=44100), 44100, format="MP3", subtype="MPEG_LAYER_III")),
+    ],
+)
+def test_audio_formats_and_rates_are_accepted(client, name, data):
+    response = client.post("/v1/transcribe", files={"file": ("clip", data(), "application/octet-stream")})
+    assert response.status_code == 200, (name, response.text)
+    assert response.json()["duration"] == pytest.approx(2.0, abs=0.06)
+
+
+def nan_wav() -> bytes:
+    samples = speechlike(1.0)
+    samples[100] = np.nan
+    return encode(samples, subtype="FLOAT")
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "phrase"),
+    [
+        (b"", 400, "empty"),
+        (b"\x00\x01garbage" * 100, 415, "not a readable audio file"),
+        (b"\x00\x00\x00\x20ftypM4A " + b"\x00" * 200, 415, "M4A"),
+        (lambda: encode(speechlike(1.0))[:44], 400, "no samples"),
+        (lambda: encode(np.zeros(RATE, np.float32)), 400, "silence"),
+        (nan_wav, 400, "NaN"),
+        (lambda: encode(speechlike(0.05)), 400, "at least 100 ms"),
+        (lambda: encode(np.tile(speechlike(1.0), 61), subtype="PCM_U8"), 413, "limit is 60 s"),
+        (lambda: b"RIFF" + bytes(3_000_000), 413, "larger than"),
+    ],
+)
+def test_bad_uploads_get_a_clear_4xx_json_error(client, data, status, phrase):
+    data = data() if callable(data) else data
+    for response in (
+        client.post("/v1/transcribe", content=data, headers={"content-type": "application/octet-stream"}),
+        client.post("/v1/audio/transcriptions", files={"file": ("x.wav", data)}, data={"model": "whisper-1"}),
+    ):
+        assert response.status_code == status, response.text
+        assert phrase in response.json()["error"]["message"]
+    assert client.get("/health/ready").status_code == 200
+
+
+def test_openai_form_errors_are_400s(client):
+    clip = encode(speechlike(1.0))
+    cases = [
+        ({"model": "whisper-1"}, None, "`file` field"),
+        ({"model": "whisper-1", "response_format": "xml"}, clip, "response_format"),
+        ({"model": "whisper-1", "language": "fr"}, clip, "English only"),
+        ({"model": "whisper-1", "timestamp_granularities[]": "char"}, clip, "timestamp_granularities"),
+    ]
+    for fields, file, phrase in cases:
+        files = {"file": ("a.wav", file)} if file else {"other": ("a.txt", b"x")}
+        response = client.post("/v1/audio/transcriptions", data=fields, files=files)
+        assert response.status_code == 400 and phrase in response.json()["error"]["message"], response.text
+
+
+def test_the_official_openai_client_works_unchanged(client, tmp_path):
+    from openai import OpenAI
+
+    clip = tmp_path / "clip.wav"
+    clip.write_bytes(encode(speechlike(3.0)))
+    openai = OpenAI(api_key="unused", base_url="http://testserver/v1", http_client=client)
+    native = client.post("/v1/transcribe", content=clip.read_bytes()).json()
+
+    with clip.open("rb") as audio:
+        assert openai.audio.transcriptions.create(model="whisper-1", file=audio).text == native["text"]
+    with clip.open("rb") as audio:
+        verbose = openai.audio.transcriptions.create(
+            model="whisper-1",
+            file=audio,
+            response_format="verbose_json",
+            timestamp_granularities=["word", "segment"],
+        )
+    assert verbose.duration == pytest.approx(3.0) and verbose.text == native["text"]
+    assert [w.word for w in verbose.words] == [w["word"] for w in native["words"]]
+    assert all(s.start <= s.end for s in verbose.segments)
+    with clip.open("rb") as audio:
+        srt = openai.audio.transcriptions.create(model="whisper-1", file=audio, response_format="srt")
+    with clip.open("rb") as audio:
+        vtt = openai.audio.transcriptions.create(model="whisper-1", file=audio, response_format="vtt")
+    if native["words"]:
+        assert srt.startswith("1\n00:00:") and " --> " in srt
+    assert vtt.startswith("WEBVTT")
+    assert [m.id for m in openai.models.list()] == ["qasr-en-quartznet5x3"]
+
+
+def test_metrics_count_requests_stages_and_the_quantization(client):
+    client.post("/v1/transcribe", content=encode(speechlike(1.0)))
+    text = client.get("/metrics").text
+    for name in (
+        'qasr_requests_total{endpoint="/v1/transcribe",status="200"}',
+        'qasr_stage_seconds_count{stage="inference"}',
+        "qasr_audio_seconds_total",
+        "qasr_real_time_factor_bucket",
+        "qasr_batch_size_bucket",
+        "qasr_queue_windows",
+        'qasr_quantization{field="argmax_agreement"}',
+        "qasr_quantize_seconds",
+        "qasr_ready 1.0",
+    ):
+        assert name in text, name
+
+
+def test_an_inference_failure_fails_only_that_request(client, monkeypatch):
+    engine = client.app.state.service.engine
+    real_run = engine.run
+    calls = []
+
+    def fail_once(windows, batch_id=0):
+        calls.append(batch_id)
+        if len(calls) == 1:
+            raise RuntimeError("simulated ONNX Runtime failure")
+        return real_run(windows, batch_id)
+
+    monkeypatch.setattr(engine, "run", fail_once)
+    failed = client.post("/v1/transcribe", content=encode(speechlike(1.0)), headers={"x-request-id": "abc123"})
+    assert failed.status_code == 500 and failed.json()["error"]["request_id"] == "abc123"
+    assert "Traceback" not in failed.text and "simulated" not in failed.text
+    assert client.post("/v1/transcribe", content=encode(speechlike(1.0))).status_code == 200
+
+
+def test_api_key_guards_transcription_when_set(quartznet_nemo, cache):
+    settings = settings_for(quartznet_nemo, cache, api_key="s3cret", metrics_need_key=True)
+    with TestClient(create_app(settings, exit_on_failure=False)) as test_client:
+        wait_ready(test_client)
+        clip = encode(speechlike(1.0))
+        assert test_client.post("/v1/transcribe", content=clip).status_code == 401
+        wrong = {"authorization": "Bearer nope"}
+        assert test_client.post("/v1/transcribe", content=clip, headers=wrong).status_code == 401
+        assert test_client.get("/metrics").status_code == 401
+        good = {"authorization": "Bearer s3cret"}
+        assert test_client.post("/v1/transcribe", content=clip, headers=good).status_code == 200
+        assert test_client.get("/health/ready").status_code == 200  # probes never need the key
+
+
+def test_the_cache_is_reused_and_a_corrupt_entry_is_rebuilt(quartznet_nemo, tmp_path):
+    def start() -> dict:
+        with TestClient(create_app(settings_for(quartznet_nemo, tmp_path), exit_on_failure=False)) as test_client:
+            return wait_ready(test_client)
+
+    assert start()["from_cache"] is False
+    assert start()["from_cache"] is True
+    (entry,) = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
+    with open(entry / "integer.onnx", "r+b") as onnx_file:
+        onnx_file.seek(100)
+        onnx_file.write(b"\xff" * 16)
+    assert start()["from_cache"] is False
+    assert json.loads((entry / COMPLETE_FILE).read_text())["files"]  # sealed again
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".building")]
+
+
+def test_an_unwritable_cache_still_serves(quartznet_nemo, tmp_path, caplog):
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the cache folder should be")
+    with TestClient(create_app(settings_for(quartznet_nemo, blocked), exit_on_failure=False)) as test_client:
+        assert wait_ready(test_client)["from_cache"] is False
+        assert test_client.post("/v1/transcribe", content=encode(speechlike(1.0))).status_code == 200
+    assert "not writable" in caplog.text
+
+
+def test_concurrent_requests_share_batches(client):
+    clip = encode(speechlike(2.0))
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(lambda _: client.post("/v1/transcribe", content=clip), range(6)))
+    assert [r.status_code for r in results] == [200] * 6
+    assert len({r.json()["text"] for r in results}) == 1  # batched or not, the same answer
+    assert max(size for r in results for size in r.json()["batch_sizes"]) > 1
