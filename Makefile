@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_MARK := $(if $(SLOW),-m "slow or not slow",)
 
-.PHONY: setup system-packages test lint
+.PHONY: setup serve system-packages test lint
 
 # Programs the corpus generator runs (all GPL, used as separate processes); Debian/Ubuntu, as root.
 system-packages:
@@ -19,6 +19,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -c constraints.txt -e ".[nemo,dev,corpus]"
 	touch $@
+
+serve: setup
+	$(VENV)/bin/qasr serve
 
 lint: setup
 	$(VENV)/bin/ruff check quantizer training app tests benchmarks

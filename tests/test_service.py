@@ -309,3 +309,9 @@ def test_concurrent_requests_share_batches(client):
     assert [r.status_code for r in results] == [200] * 6
     assert len({r.json()["text"] for r in results}) == 1  # batched or not, the same answer
     assert max(size for r in results for size in r.json()["batch_sizes"]) > 1
+
+
+def test_every_setting_is_documented_in_the_readme():
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    missing = [name for name in Settings.model_fields if f"`QASR_{name.upper()}`" not in readme]
+    assert not missing, missing

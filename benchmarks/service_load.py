@@ -1,0 +1,150 @@
+"""Latency and throughput of the HTTP service at several concurrencies, over loopback.
+
+    .venv/bin/python benchmarks/service_load.py --start --model MODEL.nemo --backend integer
+    .venv/bin/python benchmarks/service_load.py --url http://127.0.0.1:8000   # a server already running
+
+With --start the script launches `qasr serve` itself (cache in --work) and stops it afterwards;
+without --model it serves the QuartzNet-15x5 architecture (random weights: speed does not depend on
+what the weights learned). Each level sends --requests uploads of one --seconds clip (speech-like
+audio made here) from `concurrency` client threads and prints p50/p95 latency per request and the
+throughput as audio seconds per wall second ("x real time").
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import soundfile
+
+from quantizer.nemo_configs import quartznet_config, save_nemo_model
+
+RATE = 16000
+
+
+def clip(seconds: float) -> bytes:
+    """Harmonic bursts with pauses, 16 kHz 16-bit WAV."""
+    t = np.arange(int(seconds * RATE)) / RATE
+    voiced = sum(np.sin(2 * np.pi * k * 130 * t) / k for k in range(1, 6)) * (np.sin(2 * np.pi * 2.3 * t) > -0.2)
+    buffer = io.BytesIO()
+    soundfile.write(buffer, (0.3 * voiced).astype(np.float32), RATE, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def start_server(model: Path, backend: str, work: Path, port: int, threads: int) -> subprocess.Popen:
+    # Cheap calibration: speed does not depend on it (the shipped defaults apply to real serving).
+    env = os.environ | {
+        "QASR_CACHE_DIR": str(work / "cache"),
+        "QASR_THREADS": str(threads),
+        "QASR_LOG_LEVEL": "warning",
+        "QASR_CALIB_SAMPLES": "2",
+        "QASR_CALIB_FRAMES": "200",
+        "QASR_CALIB_ITERS": "5",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "app.cli",
+        "serve",
+        "--model",
+        str(model),
+        "--backend",
+        backend,
+        "--port",
+        str(port),
+    ]
+    server = subprocess.Popen(command, env=env)
+    deadline = time.monotonic() + 1800
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"qasr serve exited with {server.returncode}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=2).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    server.kill()
+    raise SystemExit("the server did not become ready in 30 minutes")
+
+
+def level(url: str, body: bytes, concurrency: int, requests: int, seconds: float) -> dict:
+    with httpx.Client(base_url=url, timeout=120) as client:
+
+        def one(_: int) -> float:
+            start = time.perf_counter()
+            response = client.post("/v1/transcribe", content=body, headers={"content-type": "audio/wav"})
+            response.raise_for_status()
+            return time.perf_counter() - start
+
+        for _ in range(2):  # warm-up
+            one(0)
+        start = time.perf_counter()
+        with ThreadPoolExecutor(concurrency) as pool:
+            latencies = sorted(pool.map(one, range(requests)))
+        wall = time.perf_counter() - start
+    return {
+        "concurrency": concurrency,
+        "p50_ms": 1000 * statistics.median(latencies),
+        "p95_ms": 1000 * latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))],
+        "x_real_time": requests * seconds / wall,
+        "requests_per_s": requests / wall,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", help="a running server; otherwise use --start")
+    parser.add_argument("--start", action="store_true", help="launch qasr serve for the run")
+    parser.add_argument("--model", type=Path, help=".nemo to serve with --start (default: QuartzNet-15x5 architecture)")
+    parser.add_argument("--backend", default="integer")
+    parser.add_argument("--threads", type=int, default=0, help="server's ONNX Runtime threads (0: all cores)")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/qasr-bench"))
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--requests", type=int, default=48, help="per concurrency level")
+    args = parser.parse_args()
+    if not args.url and not args.start:
+        parser.error("give --url of a running server, or --start")
+    server = None
+    url = args.url
+    if args.start:
+        args.work.mkdir(parents=True, exist_ok=True)
+        model = args.model
+        if model is None:
+            model = args.work / "quartznet15x5.nemo"
+            if not model.exists():
+                save_nemo_model(quartznet_config(), model)
+        server = start_server(model, args.backend, args.work, args.port, args.threads)
+        url = f"http://127.0.0.1:{args.port}"
+    try:
+        body = clip(args.seconds)
+        rows = [level(url, body, c, args.requests, args.seconds) for c in args.concurrency]
+    finally:
+        if server is not None:
+            server.send_signal(signal.SIGTERM)
+            server.wait(60)
+    print(" ".join(["$", "python", *sys.argv]))
+    print(f"{args.seconds:.0f} s clips, {args.requests} requests per level, backend {args.backend}")
+    print("| concurrency | p50 ms | p95 ms | x real time | requests/s |")
+    print("| --- | --- | --- | --- | --- |")
+    for row in rows:
+        print(
+            f"| {row['concurrency']} | {row['p50_ms']:.0f} | {row['p95_ms']:.0f} | {row['x_real_time']:.0f} | "
+            f"{row['requests_per_s']:.1f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
