@@ -38,6 +38,43 @@ RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 LANGUAGES = ("en", "english")
 
 
+_FILE = {"type": "string", "format": "binary", "description": "audio: WAV, FLAC, OGG/Opus, MP3, ..."}
+NATIVE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {"file": _FILE}}},
+            "application/octet-stream": {"schema": _FILE},
+        },
+    }
+}
+OPENAI_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file", "model"],
+                    "properties": {
+                        "file": _FILE,
+                        "model": {"type": "string"},
+                        "language": {"type": "string"},
+                        "prompt": {"type": "string"},
+                        "response_format": {"type": "string", "enum": list(RESPONSE_FORMATS)},
+                        "temperature": {"type": "number"},
+                        "timestamp_granularities[]": {
+                            "type": "array",
+                            "items": {"type": "string", "enum": ["word", "segment"]},
+                        },
+                    },
+                }
+            }
+        },
+    }
+}
+
+
 class ApiError(Exception):
     def __init__(self, status: int, message: str, kind: str = "invalid_request_error", headers: dict | None = None):
         super().__init__(message)
@@ -280,7 +317,7 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
             authorize(request)
         return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/v1/transcribe")
+    @app.post("/v1/transcribe", openapi_extra=NATIVE_BODY)
     async def transcribe_native(request: Request):
         """Multipart `file`, or the audio file as the raw request body."""
         authorize(request)
@@ -312,7 +349,7 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
             "batch_sizes": result.timings.batch_sizes,
         }
 
-    @app.post("/v1/audio/transcriptions")
+    @app.post("/v1/audio/transcriptions", openapi_extra=OPENAI_BODY)
     async def transcribe_openai(request: Request):
         """OpenAI's transcription endpoint: multipart `file`, `model`, `language`, `response_format`,
         `timestamp_granularities[]`; `prompt` and `temperature` are accepted and ignored."""
