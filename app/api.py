@@ -228,7 +228,14 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
             raise ApiError(503, f"the model is not ready ({state.phase})", "unavailable", {"Retry-After": "5"})
 
     async def transcribe(data: bytes) -> Transcription:
+        """Decode, recognise and decode CTC, all within the request timeout (504 past it)."""
         require_ready()
+        try:
+            return await asyncio.wait_for(recognise(data), settings.request_timeout_s)
+        except TimeoutError:
+            raise ApiError(504, f"transcription took longer than {settings.request_timeout_s:g} s", "timeout") from None
+
+    async def recognise(data: bytes) -> Transcription:
         engine, metrics = state.engine, state.metrics
         start = time.perf_counter()
         audio = await asyncio.to_thread(decode_audio, data, engine.sample_rate, settings.max_audio_seconds)
@@ -241,14 +248,7 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
             engine.frame_samples,
         )
         metrics.queue_depth.set(state.batcher.queued + len(windows))
-        try:
-            results = await asyncio.wait_for(
-                state.batcher.recognise([audio.samples[w.start : w.stop] for w in windows]), settings.request_timeout_s
-            )
-        except TimeoutError:
-            raise ApiError(
-                504, f"transcription took longer than {settings.request_timeout_s:.0f} s", "timeout"
-            ) from None
+        results = await state.batcher.recognise([audio.samples[w.start : w.stop] for w in windows])
         words, timings = decode(engine, windows, results)
         total_s = time.perf_counter() - start
         for stage, seconds in (

@@ -57,6 +57,7 @@ def serve(argv: list[str]) -> int:
         """On SIGTERM/SIGINT readiness turns false at once; uvicorn then lets in-flight requests finish."""
 
         def handle_exit(self, sig, frame):
+            logging.getLogger("qasr.serve").warning("signal %s: draining, readiness is now false", sig)
             app.state.service.phase = "draining"
             app.state.service.metrics.ready.set(0)
             super().handle_exit(sig, frame)

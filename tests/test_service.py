@@ -315,3 +315,32 @@ def test_every_setting_is_documented_in_the_readme():
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     missing = [name for name in Settings.model_fields if f"`QASR_{name.upper()}`" not in readme]
     assert not missing, missing
+
+
+def test_the_upload_limit_holds_for_chunked_bodies_without_a_length(client):
+    def chunks():
+        for _ in range(300):  # 3 MB in 10 kB pieces; the limit is 2 MB
+            yield b"\x00" * 10_000
+
+    response = client.post("/v1/transcribe", content=chunks(), headers={"content-type": "audio/wav"})
+    assert response.status_code == 413 and "larger than" in response.json()["error"]["message"]
+
+
+def test_a_request_past_the_timeout_gets_504(quartznet_nemo, cache, monkeypatch):
+    settings = settings_for(quartznet_nemo, cache, request_timeout_s=0.2)
+    with TestClient(create_app(settings, exit_on_failure=False)) as test_client:
+        wait_ready(test_client)
+        engine = test_client.app.state.service.engine
+        real_run = engine.run
+        monkeypatch.setattr(engine, "run", lambda windows, batch_id=0: (time.sleep(0.5), real_run(windows))[1])
+        response = test_client.post("/v1/transcribe", content=encode(speechlike(1.0)))
+        assert response.status_code == 504 and "longer than 0.2 s" in response.json()["error"]["message"]
+
+
+def test_cors_headers_only_when_configured(client, quartznet_nemo, cache):
+    preflight = {"origin": "https://example.com", "access-control-request-method": "POST"}
+    assert "access-control-allow-origin" not in client.options("/v1/transcribe", headers=preflight).headers
+    settings = settings_for(quartznet_nemo, cache, cors_origins=["https://example.com"])
+    with TestClient(create_app(settings, exit_on_failure=False)) as test_client:
+        allowed = test_client.options("/v1/transcribe", headers=preflight)
+        assert allowed.headers["access-control-allow-origin"] == "https://example.com"
