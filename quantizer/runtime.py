@@ -72,8 +72,12 @@ class Recognition:
 class Recognizer:
     """One backend's ONNX Runtime session."""
 
-    def __init__(self, model_dir: str | Path, backend: str, device: str = "auto", threads: int = 0):
-        """model_dir: a folder written by `qasr quantize` (it holds every backend's graph)."""
+    def __init__(
+        self, model_dir: str | Path, backend: str, device: str = "auto", threads: int = 0, memory_arena: bool = True
+    ):
+        """model_dir: a folder written by `qasr quantize` (it holds every backend's graph).
+        memory_arena=False: ONNX Runtime frees activations after each run instead of keeping an
+        arena sized for the largest shape seen (flat memory for a server that sees many shapes)."""
         import onnxruntime
 
         providers = choose_providers(backend, device)
@@ -81,6 +85,8 @@ class Recognizer:
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
+        options.enable_cpu_mem_arena = memory_arena
+        options.enable_mem_pattern = memory_arena
         self.backend = backend
         onnx_path = Path(model_dir) / BACKEND_FILES[backend]
         if not onnx_path.is_file():

@@ -1,0 +1,161 @@
+"""Sustained load on a local server: errors, latency percentiles, throughput and memory growth.
+
+    .venv/bin/python benchmarks/soak.py --minutes 10 --concurrency 16 [--model M.nemo] [--json]
+
+Starts `qasr serve` (cache in --work) on a loopback port, sends a mix of short (2 s) and long
+(30 s) clips from --concurrency client threads until --minutes pass or --max-requests are sent,
+samples the server's resident memory every 2 s, and stops the server. Memory growth compares the
+mean of the last fifth of the samples to the mean right after the first minute (warm-up), or
+after the first fifth in runs shorter than five minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from service_load import clip  # noqa: E402
+
+CLIPS = {"short": 2.0, "long": 30.0}  # seconds of audio
+LONG_EVERY = 5  # one request in five is long
+
+
+def resident_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+def soak(url: str, pid: int, seconds: float, concurrency: int, max_requests: int) -> dict:
+    bodies = {name: clip(length) for name, length in CLIPS.items()}
+    latencies: dict[str, list[float]] = {name: [] for name in CLIPS}
+    errors: list[str] = []
+    memory: list[tuple[float, int]] = []
+    counter = iter(range(max_requests))
+    lock = threading.Lock()
+    start = time.monotonic()
+    stop = start + seconds
+
+    def sample_memory() -> None:
+        while time.monotonic() < stop:
+            memory.append((time.monotonic() - start, resident_bytes(pid)))
+            time.sleep(2)
+
+    def client_loop() -> None:
+        with httpx.Client(base_url=url, timeout=300) as client:
+            while time.monotonic() < stop:
+                with lock:
+                    number = next(counter, None)
+                if number is None:
+                    return
+                name = "long" if number % LONG_EVERY == 0 else "short"
+                began = time.perf_counter()
+                try:
+                    response = client.post(
+                        "/v1/transcribe", content=bodies[name], headers={"content-type": "audio/wav"}
+                    )
+                    if response.status_code != 200:
+                        errors.append(f"{response.status_code}: {response.text[:200]}")
+                        continue
+                except httpx.HTTPError as error:
+                    errors.append(repr(error))
+                    continue
+                latencies[name].append(time.perf_counter() - began)
+
+    sampler = threading.Thread(target=sample_memory, daemon=True)
+    sampler.start()
+    with ThreadPoolExecutor(concurrency) as pool:
+        for _ in range(concurrency):
+            pool.submit(client_loop)
+    wall = time.monotonic() - start
+    sampler.join(5)
+    return summarise(latencies, errors, memory, wall)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def summarise(latencies: dict[str, list[float]], errors: list[str], memory: list[tuple[float, int]], wall: float):
+    warm_up = 60.0 if wall >= 300 else wall / 5
+    settled = [rss for t, rss in memory if t >= warm_up]
+    tail = [rss for t, rss in memory if t >= wall * 4 / 5] or settled[-1:]
+    head = settled[: max(1, len(settled) // 5)]
+    audio = sum(len(v) * CLIPS[name] for name, v in latencies.items())
+    everything = [x for v in latencies.values() for x in v]
+    return {
+        "seconds": round(wall, 1),
+        "requests": len(everything) + len(errors),
+        "errors": len(errors),
+        "first_errors": errors[:5],
+        "latency_ms": {
+            name: {f"p{int(q * 100)}": round(1000 * percentile(v, q), 1) for q in (0.5, 0.95, 0.99)}
+            for name, v in latencies.items()
+        },
+        "x_real_time": round(audio / wall, 1),
+        "rss_mb": {
+            "after_warm_up": round(statistics.mean(head) / 1e6, 1),
+            "end": round(statistics.mean(tail) / 1e6, 1),
+        },
+        "rss_growth": round(statistics.mean(tail) / statistics.mean(head) - 1, 4),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, help=".nemo to serve (default: the shipped model)")
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--max-requests", type=int, default=100_000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/qasr-soak"))
+    parser.add_argument("--port", type=int, default=8766)
+    parser.add_argument("--cheap-calibration", action="store_true", help="quick startup (tests)")
+    parser.add_argument("--json", action="store_true", help="print only the JSON summary")
+    args = parser.parse_args()
+    env = os.environ | {"QASR_CACHE_DIR": str(args.work / "cache"), "QASR_LOG_LEVEL": "warning"}
+    if args.cheap_calibration:
+        env |= {"QASR_CALIB_SAMPLES": "2", "QASR_CALIB_FRAMES": "80", "QASR_CALIB_ITERS": "5"}
+    command = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(args.port)]
+    if args.model:
+        command += ["--model", str(args.model)]
+    server = subprocess.Popen(command, env=env)
+    url = f"http://127.0.0.1:{args.port}"
+    try:
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline:
+            if server.poll() is not None:
+                raise SystemExit(f"qasr serve exited with {server.returncode}")
+            try:
+                if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        result = soak(url, server.pid, args.minutes * 60, args.concurrency, args.max_requests)
+        result["ready_after_soak"] = httpx.get(f"{url}/health/ready", timeout=5).status_code == 200
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(120)
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(" ".join(["$", "python", *sys.argv]))
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
