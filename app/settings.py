@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from quantizer.runtime import BACKENDS, DEVICES
@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"
+
+    @field_validator("api_key")
+    @classmethod
+    def _empty_key_is_no_key(cls, key: str | None) -> str | None:
+        return key or None
 
     def check(self) -> None:
         """Reject impossible combinations with a message naming the variable."""
