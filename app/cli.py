@@ -84,9 +84,12 @@ def serve(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    """argv None: the real command line (only then may `serve` re-run the process)."""
+    if argv is None:
+        argv = sys.argv[1:]
+        if argv[:1] == ["serve"]:
+            with_two_malloc_arenas(argv[1:])
     if argv[:1] == ["serve"]:
-        with_two_malloc_arenas(argv[1:])
         return serve(argv[1:])
     return quantizer_cli.main(argv)
 
