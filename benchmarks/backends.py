@@ -48,11 +48,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=10.0, help="audio per utterance")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    parser.add_argument(
+        "--device", default="cpu", help="for qdq and fp32: auto tries TensorRT, then CUDA (integer/int8: CPU only)"
+    )
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     folder = args.model or prepare(args.work)
     backends = list(BACKEND_FILES)
-    recognizers = {b: Recognizer(folder, b, device="cpu", threads=args.threads) for b in backends}
+    devices = {b: args.device if b in ("qdq", "fp32") else "cpu" for b in backends}
+    recognizers = {b: Recognizer(folder, b, device=devices[b], threads=args.threads) for b in backends}
     feat_in = IntegerModel.load(folder).feat_in
     sizes = {b: (folder / BACKEND_FILES[b]).stat().st_size for b in backends}
     frames = int(args.seconds * FRAMES_PER_SECOND)
@@ -75,13 +79,16 @@ def main() -> None:
         f"medians of {args.rounds} alternated rounds"
     )
     header = " | ".join(f"batch {b} ms | vs fp32" for b in args.batches)
-    print(f"| backend | {header} | file MB | fp32 / file |")
-    print("| --- | " + " | ".join("--- | ---" for _ in args.batches) + " | --- | --- |")
+    print(f"| backend | provider | {header} | file MB | fp32 / file |")
+    print("| --- | --- | " + " | ".join("--- | ---" for _ in args.batches) + " | --- | --- |")
     for backend in backends:
         cells = " | ".join(
             f"{rows[b][backend] * 1e3:.1f} | {rows[b]['fp32'] / rows[b][backend]:.2f}x" for b in args.batches
         )
-        print(f"| {backend} | {cells} | {sizes[backend] / 1e6:.1f} | {sizes['fp32'] / sizes[backend]:.2f} |")
+        provider = recognizers[backend].provider.removesuffix("ExecutionProvider")
+        print(
+            f"| {backend} | {provider} | {cells} | {sizes[backend] / 1e6:.1f} | {sizes['fp32'] / sizes[backend]:.2f} |"
+        )
 
 
 if __name__ == "__main__":
