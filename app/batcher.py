@@ -1,7 +1,8 @@
 """Dynamic batching: windows from concurrent requests share ONNX Runtime runs.
 
 Requests put windows on one queue; a single worker takes up to `max_batch` of them, waiting at
-most `max_wait_s` for the batch to fill, and runs it in a thread, off the event loop. Long audio
+most `max_wait_s` for the batch to fill (not at all when no other request is in progress), and
+runs it in a thread, off the event loop. Long audio
 is many windows, so a short request queued behind it joins the next batch instead of waiting for
 the whole long file.
 """
@@ -25,6 +26,7 @@ log = logging.getLogger("qasr.batcher")
 class _Item:
     samples: np.ndarray
     future: asyncio.Future
+    request: int  # which recognise() call it belongs to
 
 
 class Batcher:
@@ -40,6 +42,8 @@ class Batcher:
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._worker: asyncio.Task | None = None
         self._batch_ids = itertools.count()
+        self._request_ids = itertools.count()
+        self._active: set[int] = set()  # recognise() calls waiting for results
 
     @property
     def queued(self) -> int:
@@ -56,12 +60,15 @@ class Batcher:
     async def recognise(self, windows: list[np.ndarray]) -> list[WindowResult]:
         """Frame scores for each window, in order; raises what the run raised for its batch."""
         loop = asyncio.get_running_loop()
-        items = [_Item(w, loop.create_future()) for w in windows]
+        request = next(self._request_ids)
+        items = [_Item(w, loop.create_future(), request) for w in windows]
+        self._active.add(request)
         for item in items:
             self._queue.put_nowait(item)
         try:
             return list(await asyncio.gather(*(item.future for item in items)))
         finally:
+            self._active.discard(request)
             for item in items:  # a cancelled request leaves nothing for the worker to compute
                 item.future.cancel()
 
@@ -70,6 +77,8 @@ class Batcher:
             batch = [await self._queue.get()]
             deadline = asyncio.get_running_loop().time() + self._max_wait_s
             while len(batch) < self._max_batch:
+                if self._queue.empty() and self._active <= {item.request for item in batch}:
+                    break  # no other request could add a window: waiting would only add latency
                 remaining = deadline - asyncio.get_running_loop().time()
                 try:
                     batch.append(
