@@ -64,18 +64,24 @@ def start_server(model: Path, backend: str, work: Path, port: int, threads: int)
         str(port),
     ]
     server = subprocess.Popen(command, env=env)
-    deadline = time.monotonic() + 1800
+    wait_until_ready(server, f"http://127.0.0.1:{port}")
+    return server
+
+
+def wait_until_ready(server: subprocess.Popen, url: str, timeout_s: float = 1800) -> None:
+    """Poll /health/ready; exit if the server dies or never gets there."""
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if server.poll() is not None:
             raise SystemExit(f"qasr serve exited with {server.returncode}")
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=2).status_code == 200:
-                return server
+            if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
+                return
         except httpx.HTTPError:
             pass
-        time.sleep(1)
+        time.sleep(0.5)
     server.kill()
-    raise SystemExit("the server did not become ready in 30 minutes")
+    raise SystemExit(f"the server did not become ready in {timeout_s:.0f} s")
 
 
 def level(url: str, body: bytes, concurrency: int, requests: int, seconds: float) -> dict:

@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from service_load import clip  # noqa: E402
+from service_load import clip, wait_until_ready  # noqa: E402
 
 CLIPS = {"short": 2.0, "long": 30.0}  # seconds of audio
 LONG_EVERY = 5  # one request in five is long
@@ -135,16 +135,7 @@ def main() -> None:
     server = subprocess.Popen(command, env=env)
     url = f"http://127.0.0.1:{args.port}"
     try:
-        deadline = time.monotonic() + 900
-        while time.monotonic() < deadline:
-            if server.poll() is not None:
-                raise SystemExit(f"qasr serve exited with {server.returncode}")
-            try:
-                if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
+        wait_until_ready(server, url, timeout_s=900)
         result = soak(url, server.pid, args.minutes * 60, args.concurrency, args.max_requests)
         result["ready_after_soak"] = httpx.get(f"{url}/health/ready", timeout=5).status_code == 200
     finally:
