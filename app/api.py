@@ -24,7 +24,7 @@ from starlette.formparsers import MultiPartException
 from app import formats
 from app.audio import AudioError, decode_audio
 from app.batcher import Batcher
-from app.decoding import Word
+from app.decoding import Word, transcript
 from app.limits import BodyLimit
 from app.metrics import Metrics
 from app.model_store import PreparedModel, prepare_model
@@ -327,7 +327,7 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
             data = await request.body()
         result = await transcribe(data)
         return {
-            "text": " ".join(w.word for w in result.words),
+            "text": transcript(result.words),
             "words": [
                 {"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3), "confidence": w.confidence}
                 for w in result.words
@@ -367,7 +367,7 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
         if granularities - {"word", "segment"}:
             raise ApiError(400, "timestamp_granularities[] takes 'word' and/or 'segment'")
         result = await transcribe(data)
-        text = " ".join(w.word for w in result.words)
+        text = transcript(result.words)
         if response_format == "text":
             return PlainTextResponse(text)
         if response_format == "srt":

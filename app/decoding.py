@@ -15,6 +15,10 @@ class Word:
     confidence: float  # mean over the word's emitting frames of the top class probability, 0-1
 
 
+def transcript(words: list[Word]) -> str:
+    return " ".join(w.word for w in words)
+
+
 def frame_scores(logits: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
     """logits [classes, T'] (integer codes times scale, or float with scale 1) ->
     (argmax class [T'], its softmax probability [T'])."""

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-from app.decoding import Word
+from app.decoding import Word, transcript
 
 SEGMENT_PAUSE_S = 0.8  # a silence this long starts a new segment
 SEGMENT_MAX_S = 15.0
@@ -18,7 +19,7 @@ class Segment:
 
     @property
     def text(self) -> str:
-        return " ".join(w.word for w in self.words)
+        return transcript(self.words)
 
 
 def segments(words: list[Word]) -> list[Segment]:
@@ -61,7 +62,7 @@ def verbose_json(words: list[Word], duration: float, with_words: bool, with_segm
         "task": "transcribe",
         "language": "english",
         "duration": round(duration, 3),
-        "text": " ".join(w.word for w in words),
+        "text": transcript(words),
     }
     if with_segments:
         body["segments"] = [
@@ -85,6 +86,4 @@ def verbose_json(words: list[Word], duration: float, with_words: bool, with_segm
 
 
 def _mean_log(words: list[Word]) -> float:
-    import math
-
     return round(sum(math.log(max(w.confidence, 1e-6)) for w in words) / len(words), 4)
