@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,11 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from app.decoding import Word, frame_scores, greedy_words
-from quantizer.features import LogMelFrontEnd
+from quantizer.features import LogMelFrontEnd, pad_audio
 from quantizer.integer_model import IntegerModel
 from quantizer.runtime import Recognizer
-
-log = logging.getLogger("qasr.transcriber")
 
 
 @dataclass
@@ -59,11 +56,7 @@ class Engine:
     def run(self, windows: list[np.ndarray], batch_id: int = 0) -> list[WindowResult]:
         """float32 sample windows (any lengths) -> per-window frame scores, as one padded batch."""
         start = time.perf_counter()
-        samples = np.array([len(w) for w in windows])
-        padded = np.zeros((len(windows), samples.max()), np.float32)
-        for b, window in enumerate(windows):
-            padded[b, : len(window)] = window
-        features, frames = self.front_end(padded, samples)
+        features, frames = self.front_end(*pad_audio(windows))
         features_s = time.perf_counter() - start
         start = time.perf_counter()
         result = self.recognizer(features, frames, with_logits=True)

@@ -6,10 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jiwer
-import numpy as np
 
 from quantizer.ctc import greedy_text
-from quantizer.features import LogMelFrontEnd
+from quantizer.features import LogMelFrontEnd, pad_audio
 from quantizer.integer_model import IntegerModel
 from quantizer.manifest import Utterance, load_audio, read_manifest
 from quantizer.runtime import Recognizer
@@ -33,11 +32,7 @@ def transcribe(
     hypotheses = []
     for start in range(0, len(utterances), batch):
         audio = [load_audio(u.audio) for u in utterances[start : start + batch]]
-        samples = np.array([len(a) for a in audio])
-        padded = np.zeros((len(audio), samples.max()), np.float32)
-        for b, a in enumerate(audio):
-            padded[b, : len(a)] = a
-        features, frames = front_end(padded, samples)
+        features, frames = front_end(*pad_audio(audio))
         result = recognizer(features, frames)
         hypotheses += [greedy_text(t, n, labels) for t, n in zip(result.tokens, result.lengths, strict=True)]
     return hypotheses

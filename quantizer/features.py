@@ -18,6 +18,15 @@ class UnsupportedFrontEndError(ValueError):
     """The checkpoint's preprocessor uses a setting this front end does not reproduce."""
 
 
+def pad_audio(clips: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """float32 clips of any lengths -> zero-padded batch [B, S_max] and lengths in samples [B]."""
+    samples = np.array([len(c) for c in clips], np.int64)
+    padded = np.zeros((len(clips), samples.max()), np.float32)
+    for b, clip in enumerate(clips):
+        padded[b, : len(clip)] = clip
+    return padded, samples
+
+
 class LogMelFrontEnd:
     def __init__(self, preprocessor: dict, filterbank: np.ndarray, window: np.ndarray):
         """preprocessor: the checkpoint's `preprocessor` config; filterbank [n_mels, n_fft / 2 + 1]; window [win]."""
