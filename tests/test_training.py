@@ -1,11 +1,14 @@
 import json
 
 import numpy as np
+import torch
+from nemo.collections.asr.models import EncDecCTCModel
 
-from quantizer.manifest import normalize_text, read_manifest
+from quantizer.manifest import load_audio, normalize_text, read_manifest
 from quantizer.nemo_configs import ENGLISH_LABELS
 from tests.toy_speech import tone_manifest, tone_training_settings
-from training.train import LOG, train
+from training.teacher import FRAME_SAMPLES, STATS, TEACHER_DIM, frames_key, write_stats
+from training.train import CHECKPOINT, LOG, TeacherTargets, train
 
 
 def test_text_is_normalised_to_the_vocabulary():
@@ -28,3 +31,39 @@ def test_training_lowers_the_loss_and_resumes(tmp_path):
     assert (tmp_path / "run" / "model.nemo").exists()
     settings.steps = 45
     assert train(settings)["step"] == 45  # resumed from the checkpoint, not from step 0
+
+
+def test_distillation_lowers_its_loss_keeps_the_head_out_of_the_model_and_resumes(tmp_path):
+    manifest = tone_manifest(tmp_path)
+    teacher_dir = tmp_path / "teacher"
+    teacher_dir.mkdir()
+    direction = np.random.default_rng(1).normal(size=TEACHER_DIM)
+    for utterance in read_manifest(manifest, ENGLISH_LABELS):  # learnable targets: loudness per 20 ms
+        audio = load_audio(utterance.audio)
+        padded = np.zeros(-(-len(audio) // FRAME_SAMPLES) * FRAME_SAMPLES, np.float32)
+        padded[: len(audio)] = audio
+        loudness = np.sqrt((padded.reshape(-1, FRAME_SAMPLES) ** 2).mean(axis=1))
+        np.save(teacher_dir / f"{frames_key(utterance.audio)}.npy", np.outer(loudness, direction).astype(np.float16))
+    write_stats(teacher_dir)
+    settings = tone_training_settings(manifest, tmp_path / "run", steps=40)
+    settings.teacher = str(teacher_dir)
+    train(settings)
+    records = [json.loads(line) for line in (tmp_path / "run" / LOG).read_text().splitlines()]
+    distill = [r["distill"] for r in records]
+    assert np.mean(distill[-5:]) < 0.85 * np.mean(distill[:5])  # random targets: 0.99
+    state = torch.load(tmp_path / "run" / CHECKPOINT, weights_only=False)
+    assert state["teacher_head"]["weight"].shape == (TEACHER_DIM, 32, 1)  # epilogue: 2 x 16 channels
+    restored = EncDecCTCModel.restore_from(str(tmp_path / "run" / "model.nemo"), map_location="cpu")
+    assert set(restored.state_dict()) == set(state["model"])  # the head is training-only
+    settings.steps = 43
+    assert train(settings)["step"] == 43
+
+
+def test_teacher_frames_missing_for_an_utterance_are_masked(tmp_path):
+    manifest = tone_manifest(tmp_path, 2)
+    first, second = read_manifest(manifest, ENGLISH_LABELS)
+    np.save(tmp_path / f"{frames_key(first.audio)}.npy", np.ones((10, TEACHER_DIM), np.float16))
+    np.savez(tmp_path / STATS, mean=np.zeros(TEACHER_DIM), std=np.full(TEACHER_DIM, 2.0))
+    targets, mask = TeacherTargets(tmp_path).batch([first, second], frames=12)
+    assert mask.sum(dim=1).tolist() == [10, 0]
+    assert torch.all(targets[0, :, :10] == 0.5) and torch.all(targets[:, :, 10:] == 0)

@@ -3,6 +3,11 @@
     .venv/bin/python -m training.train --manifest ../shared/data/librispeech-mini-train/manifest.jsonl \
         --out runs/qn5x3 --minutes 60
 
+With --teacher DIR (frames from `training.teacher`), a 1x1 head on the encoder output also learns
+to predict Whisper tiny.en's encoder frames (L1 minus log-sigmoid cosine, weighted by
+--distill-weight): dense targets for every 20 ms of the little real audio there is. The head is
+training-only; model.nemo does not contain it.
+
 Runs until --minutes of wall time (or --steps) are used, then saves. `DIR/checkpoint.pt` (model,
 optimizer, step) is rewritten atomically every --save-minutes and picked up by the next run with
 the same --out; `DIR/model.nemo` is written at the end; `DIR/train.jsonl` logs every step.
@@ -19,11 +24,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from quantizer.manifest import SAMPLE_RATE, load_audio, read_manifest
 from quantizer.nemo_configs import ENGLISH_LABELS, build_nemo_model, quartznet_config
 from training.data import duration_batches
+from training.teacher import STATS, TEACHER_DIM, frames_key
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "train.jsonl"
@@ -45,6 +52,8 @@ class TrainSettings:
     steps: int = 0  # 0: no step limit
     save_minutes: float = 5.0
     seed: int = 0
+    teacher: str = ""  # directory of training.teacher frames; "" trains on CTC alone
+    distill_weight: float = 0.5
     spec_augment: dict = field(
         default_factory=lambda: {"freq_masks": 2, "time_masks": 2, "freq_width": 15, "time_width": 0.05}
     )
@@ -93,6 +102,36 @@ def _batch(utterances, labels: list[str]):
     return signal, samples, targets, torch.tensor([len(i) for i in ids])
 
 
+class TeacherTargets:
+    """Normalised teacher frames for batches of utterances; utterances without frames are masked out."""
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+        stats = np.load(self.directory / STATS)
+        self.mean, self.std = stats["mean"], stats["std"]
+
+    def batch(self, utterances, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """targets [B, 384, frames] float32 and mask [B, frames] bool."""
+        targets = torch.zeros(len(utterances), TEACHER_DIM, frames)
+        mask = torch.zeros(len(utterances), frames, dtype=torch.bool)
+        for b, utterance in enumerate(utterances):
+            path = self.directory / f"{frames_key(utterance.audio)}.npy"
+            if path.exists():
+                teacher = (np.load(path).astype(np.float32) - self.mean) / self.std  # [T, 384]
+                n = min(frames, len(teacher))
+                targets[b, :, :n] = torch.from_numpy(teacher[:n].T)
+                mask[b, :n] = True
+        return targets, mask
+
+
+def distillation_loss(predicted: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over unmasked frames of L1 - log sigmoid(cosine); predicted/target [B, D, T], mask [B, T]."""
+    per_frame = (predicted - target).abs().mean(dim=1) - torch.nn.functional.logsigmoid(
+        torch.nn.functional.cosine_similarity(predicted, target, dim=1)
+    )
+    return (per_frame * mask).sum() / mask.sum().clamp(min=1)
+
+
 def train(settings: TrainSettings) -> dict:
     """Train (or resume) and return the last logged step."""
     out = Path(settings.out)
@@ -100,12 +139,21 @@ def train(settings: TrainSettings) -> dict:
     labels = ENGLISH_LABELS
     model = build_nemo_model(model_config(settings), seed=settings.seed, realistic_batch_norm=False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    step, seen_seconds = 0, 0.0
+    step, seen_seconds, state = 0, 0.0, {}
     if (out / CHECKPOINT).exists():
         state = torch.load(out / CHECKPOINT, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step, seen_seconds = state["step"], state["seen_seconds"]
+    teacher = TeacherTargets(settings.teacher) if settings.teacher else None
+    if teacher:
+        head = torch.nn.Conv1d(model.cfg.decoder.feat_in, TEACHER_DIM, 1)
+        head_optimizer = torch.optim.AdamW(head.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+        if "teacher_head" in state:
+            head.load_state_dict(state["teacher_head"])
+            head_optimizer.load_state_dict(state["teacher_head_optimizer"])
+        encoded: dict[str, torch.Tensor] = {}
+        model.encoder.register_forward_hook(lambda _module, _inputs, outputs: encoded.update(output=outputs[0]))
     utterances = [u for m in settings.manifests for u in read_manifest(m, labels, settings.max_utterance_seconds)]
     rng = random.Random(settings.seed + step)
     start = last_save = time.monotonic()
@@ -115,10 +163,11 @@ def train(settings: TrainSettings) -> dict:
         while True:
             for batch in duration_batches(utterances, settings.batch_seconds, rng):
                 signal, samples, targets, target_lengths = _batch(batch, labels)
-                for group in optimizer.param_groups:
+                optimizers = [optimizer, head_optimizer] if teacher else [optimizer]
+                for group in (g for o in optimizers for g in o.param_groups):
                     group["lr"] = learning_rate(settings, step)
                 log_probs, encoded_lengths, _ = model.forward(input_signal=signal, input_signal_length=samples)
-                loss = torch.nn.functional.ctc_loss(
+                ctc = torch.nn.functional.ctc_loss(
                     log_probs.transpose(0, 1),
                     targets,
                     encoded_lengths,
@@ -126,15 +175,25 @@ def train(settings: TrainSettings) -> dict:
                     blank=len(labels),
                     zero_infinity=True,
                 )
-                optimizer.zero_grad()
+                loss, distill = ctc, None
+                if teacher:
+                    frames = encoded["output"].shape[-1]
+                    targets, mask = teacher.batch(batch, frames)
+                    mask &= torch.arange(frames)[None, :] < encoded_lengths[:, None]
+                    distill = distillation_loss(head(encoded["output"]), targets, mask)
+                    loss = ctc + settings.distill_weight * distill
+                for o in optimizers:
+                    o.zero_grad()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                optimizer.step()
+                for o in optimizers:
+                    o.step()
                 step += 1
                 seen_seconds += float(samples.sum()) / SAMPLE_RATE
                 record = {
                     "step": step,
-                    "loss": round(loss.item(), 4),
+                    "loss": round(ctc.item(), 4),  # CTC alone, comparable across runs with and without a teacher
+                    **({"distill": round(distill.item(), 4)} if teacher else {}),
                     "lr": learning_rate(settings, step - 1),
                     "audio_hours": round(seen_seconds / 3600, 4),
                     "wall_s": round(time.monotonic() - start, 1),
@@ -145,16 +204,17 @@ def train(settings: TrainSettings) -> dict:
                     settings.steps and step >= settings.steps
                 ) or time.monotonic() - start > settings.minutes * 60
                 if finished or time.monotonic() - last_save > settings.save_minutes * 60:
-                    _save(
-                        out / CHECKPOINT,
-                        {
-                            "model": model.state_dict(),
-                            "optimizer": optimizer.state_dict(),
-                            "step": step,
-                            "seen_seconds": seen_seconds,
-                            "settings": asdict(settings),
-                        },
-                    )
+                    payload = {
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "step": step,
+                        "seen_seconds": seen_seconds,
+                        "settings": asdict(settings),
+                    }
+                    if teacher:
+                        payload["teacher_head"] = head.state_dict()
+                        payload["teacher_head_optimizer"] = head_optimizer.state_dict()
+                    _save(out / CHECKPOINT, payload)
                     last_save = time.monotonic()
                 if finished:
                     model.eval().save_to(str(out / "model.nemo"))
@@ -167,7 +227,9 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores); 1 leaves a core free")
     defaults = TrainSettings([], "")
-    for name in ("channels", "repeat", "lr", "batch_seconds", "minutes", "steps", "save_minutes", "seed"):
+    tunable = ("channels", "repeat", "lr", "batch_seconds", "minutes", "steps", "save_minutes", "seed")
+    tunable += ("teacher", "distill_weight")
+    for name in tunable:
         value = getattr(defaults, name)
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
     args = parser.parse_args()
@@ -175,10 +237,7 @@ def main() -> None:
     settings = TrainSettings(
         manifests=args.manifest,
         out=args.out,
-        **{
-            n: getattr(args, n)
-            for n in ("channels", "repeat", "lr", "batch_seconds", "minutes", "steps", "save_minutes", "seed")
-        },
+        **{n: getattr(args, n) for n in tunable},
     )
     print(json.dumps(train(settings)))
 
