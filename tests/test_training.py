@@ -8,7 +8,7 @@ from quantizer.manifest import load_audio, normalize_text, read_manifest
 from quantizer.nemo_configs import ENGLISH_LABELS
 from tests.toy_speech import tone_manifest, tone_training_settings
 from training.teacher import FRAME_SAMPLES, STATS, TEACHER_DIM, frames_key, write_stats
-from training.train import CHECKPOINT, LOG, TeacherTargets, train
+from training.train import CHECKPOINT, LOG, TeacherTargets, TrainSettings, learning_rate, train
 
 
 def test_text_is_normalised_to_the_vocabulary():
@@ -67,3 +67,12 @@ def test_teacher_frames_missing_for_an_utterance_are_masked(tmp_path):
     targets, mask = TeacherTargets(tmp_path).batch([first, second], frames=12)
     assert mask.sum(dim=1).tolist() == [10, 0]
     assert torch.all(targets[0, :, :10] == 0.5) and torch.all(targets[:, :, 10:] == 0)
+
+
+def test_annealing_takes_the_learning_rate_linearly_to_zero(tmp_path):
+    settings = tone_training_settings("unused", tmp_path, steps=1)
+    plain = [learning_rate(settings, step) for step in (100, 150, 200)]
+    settings.anneal_from, settings.anneal_to = 100, 200
+    annealed = [learning_rate(settings, step) for step in (99, 100, 150, 200, 250)]
+    assert annealed[0] == learning_rate(TrainSettings([], "", warmup_steps=5, lr=1e-2), 99)
+    assert annealed[1:] == [plain[0], plain[1] * 0.5, 0.0, 0.0]

@@ -52,6 +52,8 @@ class TrainSettings:
     steps: int = 0  # 0: no step limit
     save_minutes: float = 5.0
     seed: int = 0
+    anneal_from: int = 0  # with anneal_to: the learning rate falls linearly to 0 between these steps
+    anneal_to: int = 0
     teacher: str = ""  # directory of training.teacher frames; "" trains on CTC alone
     distill_weight: float = 0.5
     spec_augment: dict = field(
@@ -79,8 +81,12 @@ def model_config(settings: TrainSettings) -> dict:
 
 
 def learning_rate(settings: TrainSettings, step: int) -> float:
-    """Linear warm-up, then inverse square root decay (no total length needed: runs are resumed)."""
-    return settings.lr * min((step + 1) / settings.warmup_steps, math.sqrt(settings.warmup_steps / (step + 1)))
+    """Linear warm-up, then inverse square root decay (no total length needed: runs are resumed);
+    a final run may anneal it linearly to zero from step anneal_from to anneal_to."""
+    rate = settings.lr * min((step + 1) / settings.warmup_steps, math.sqrt(settings.warmup_steps / (step + 1)))
+    if settings.anneal_to > settings.anneal_from and step >= settings.anneal_from:
+        rate *= max(0.0, (settings.anneal_to - step) / (settings.anneal_to - settings.anneal_from))
+    return rate
 
 
 def _save(path: Path, payload: dict) -> None:
@@ -228,7 +234,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores); 1 leaves a core free")
     defaults = TrainSettings([], "")
     tunable = ("channels", "repeat", "lr", "batch_seconds", "minutes", "steps", "save_minutes", "seed")
-    tunable += ("teacher", "distill_weight")
+    tunable += ("anneal_from", "anneal_to", "teacher", "distill_weight")
     for name in tunable:
         value = getattr(defaults, name)
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
