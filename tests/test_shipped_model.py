@@ -1,0 +1,37 @@
+"""The model in models/ is a trained English model, and its zero-shot integer version keeps its accuracy."""
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import soundfile
+import soxr
+
+from quantizer.cli import main as quantizer_cli
+from quantizer.evaluate import evaluate
+
+SHIPPED = Path(__file__).parents[1] / "models" / "qasr-en-quartznet5x3.nemo"
+SENTENCES = [  # espeak-ng's default voice; none of these is in the training text (the KJV)
+    "the quick brown fox jumps over the lazy dog",
+    "she sells sea shells by the sea shore",
+    "we will meet at the station after dinner",
+    "please open the window because it is warm in here",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is a system package (make system-packages)")
+def test_the_shipped_model_transcribes_english_and_its_integer_graph_agrees(tmp_path):
+    lines = []
+    for number, sentence in enumerate(SENTENCES):
+        subprocess.run(["espeak-ng", "-w", str(tmp_path / "raw.wav"), sentence], check=True)
+        audio, rate = soundfile.read(tmp_path / "raw.wav", dtype="float32")
+        soundfile.write(tmp_path / f"{number}.wav", soxr.resample(audio, rate, 16000), 16000)
+        lines.append(json.dumps({"audio_filepath": f"{number}.wav", "duration": len(audio) / rate, "text": sentence}))
+    (tmp_path / "manifest.jsonl").write_text("\n".join(lines))
+    assert quantizer_cli(["quantize", str(SHIPPED), "--out", str(tmp_path / "model")]) == 0
+    fp32, integer = (evaluate(tmp_path / "model", tmp_path / "manifest.jsonl", b) for b in ("fp32", "integer"))
+    assert fp32.cer < 0.5, fp32.hypotheses  # an untrained or broken model scores about 1.0
+    assert abs(integer.cer - fp32.cer) < 0.05, (fp32.hypotheses, integer.hypotheses)
