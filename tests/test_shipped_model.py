@@ -2,15 +2,14 @@
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 import soundfile
-import soxr
 
 from quantizer.cli import main as quantizer_cli
 from quantizer.evaluate import evaluate
+from tests.toy_speech import espeak_speech
 
 SHIPPED = Path(__file__).parents[1] / "models" / "qasr-en-quartznet5x3.nemo"
 SENTENCES = [  # espeak-ng's default voice; none of these is in the training text (the KJV)
@@ -26,10 +25,9 @@ SENTENCES = [  # espeak-ng's default voice; none of these is in the training tex
 def test_the_shipped_model_transcribes_english_and_its_integer_graph_agrees(tmp_path):
     lines = []
     for number, sentence in enumerate(SENTENCES):
-        subprocess.run(["espeak-ng", "-w", str(tmp_path / "raw.wav"), sentence], check=True)
-        audio, rate = soundfile.read(tmp_path / "raw.wav", dtype="float32")
-        soundfile.write(tmp_path / f"{number}.wav", soxr.resample(audio, rate, 16000), 16000)
-        lines.append(json.dumps({"audio_filepath": f"{number}.wav", "duration": len(audio) / rate, "text": sentence}))
+        audio = espeak_speech(sentence)
+        soundfile.write(tmp_path / f"{number}.wav", audio, 16000)
+        lines.append(json.dumps({"audio_filepath": f"{number}.wav", "duration": len(audio) / 16000, "text": sentence}))
     (tmp_path / "manifest.jsonl").write_text("\n".join(lines))
     assert quantizer_cli(["quantize", str(SHIPPED), "--out", str(tmp_path / "model")]) == 0
     fp32, integer = (evaluate(tmp_path / "model", tmp_path / "manifest.jsonl", b) for b in ("fp32", "integer"))

@@ -1,13 +1,10 @@
-import io
 import shutil
-import subprocess
 
 import numpy as np
 import pytest
-import soundfile
-import soxr
 
 from quantizer.manifest import SAMPLE_RATE
+from tests.toy_speech import espeak_speech
 from training.teacher import FRAME_SAMPLES, encode_utterance
 
 
@@ -29,12 +26,6 @@ def test_an_utterance_gets_one_frame_per_20_ms_of_its_own_audio(tmp_path):
     np.testing.assert_allclose(frames[:, 0], padded.reshape(51, FRAME_SAMPLES).mean(axis=1), atol=1e-3)
 
 
-def _espeak(text: str) -> np.ndarray:
-    wav = subprocess.run(["espeak-ng", "--stdout", text], check=True, capture_output=True).stdout
-    audio, rate = soundfile.read(io.BytesIO(wav), dtype="float32")
-    return soxr.resample(audio, rate, SAMPLE_RATE).astype(np.float32)
-
-
 def _median_cosine(a: np.ndarray, b: np.ndarray) -> float:
     a, b = a - a.mean(axis=0), b - b.mean(axis=0)
     return float(np.median((a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)))
@@ -45,7 +36,7 @@ def test_whisper_frames_follow_the_speech_at_20_ms_per_frame():
     pytest.importorskip("faster_whisper")
     from training.teacher import WhisperEncoder
 
-    speech = _espeak("the quick brown fox jumps over the lazy dog")
+    speech = espeak_speech("the quick brown fox jumps over the lazy dog")
     delayed = np.concatenate([np.zeros(25 * FRAME_SAMPLES, np.float32), speech])  # 0.5 s later
     encoder = WhisperEncoder()
     original = encode_utterance(encoder, speech).astype(np.float32)

@@ -8,11 +8,14 @@ the kind real training leaves, which random weights do not have.
 
 from __future__ import annotations
 
+import io
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import soundfile
+import soxr
 import torch
 
 SILENCE_FRAMES = (1, 4)
@@ -103,3 +106,10 @@ def tone_training_settings(manifest: str, out: Path, steps: int):
         steps=steps,
         minutes=5,
     )
+
+
+def espeak_speech(text: str) -> np.ndarray:
+    """float32 samples at 16 kHz of espeak-ng's default voice saying text (needs the espeak-ng program)."""
+    wav = subprocess.run(["espeak-ng", "--stdout", text], check=True, capture_output=True).stdout
+    audio, rate = soundfile.read(io.BytesIO(wav), dtype="float32")
+    return soxr.resample(audio, rate, 16000).astype(np.float32)
