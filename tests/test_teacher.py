@@ -1,11 +1,13 @@
+import json
 import shutil
 
 import numpy as np
 import pytest
+import soundfile
 
 from quantizer.manifest import SAMPLE_RATE
 from tests.toy_speech import espeak_speech
-from training.teacher import FRAME_SAMPLES, encode_utterance
+from training.teacher import FRAME_SAMPLES, STATS, encode_utterance, frames_key, write_stats, write_teacher_frames
 
 
 class FrameMeanEncoder:
@@ -44,3 +46,24 @@ def test_whisper_frames_follow_the_speech_at_20_ms_per_frame():
     assert shifted.shape == (len(original) + 25, 384) and np.isfinite(shifted).all()
     aligned = _median_cosine(shifted[25:], original)
     assert aligned > 0.6 and aligned > _median_cosine(shifted[: len(original)], original) + 0.2
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is a system package (make system-packages)")
+def test_teacher_frames_are_written_once_per_utterance_with_their_statistics(tmp_path):
+    pytest.importorskip("faster_whisper")
+    lines = []
+    for name, text in (("a", "good morning"), ("b", "see you tomorrow")):
+        soundfile.write(tmp_path / f"{name}.wav", espeak_speech(text), SAMPLE_RATE)
+        lines.append(json.dumps({"audio_filepath": f"{name}.wav", "duration": 1.0, "text": text}))
+    (tmp_path / "manifest.jsonl").write_text("\n".join(lines))
+    out = tmp_path / "teacher"
+    assert write_teacher_frames([str(tmp_path / "manifest.jsonl")], out) == 2
+    frames = np.load(out / f"{frames_key(tmp_path / 'a.wav')}.npy")
+    assert frames.shape == (-(-len(soundfile.read(tmp_path / "a.wav")[0]) // FRAME_SAMPLES), 384)
+    assert np.load(out / STATS)["std"].shape == (384,)
+    assert write_teacher_frames([str(tmp_path / "manifest.jsonl")], out) == 0  # resumed: nothing left to do
+
+
+def test_statistics_of_an_empty_teacher_folder_are_refused_with_the_folder_named(tmp_path):
+    with pytest.raises(ValueError, match="no teacher frames"):
+        write_stats(tmp_path)

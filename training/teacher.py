@@ -70,10 +70,9 @@ def write_teacher_frames(manifests: list[str], out: Path, threads: int = 1) -> i
     todo = [u for u in utterances if not (out / f"{frames_key(u.audio)}.npy").exists()]
     encoder = WhisperEncoder(threads) if todo else None
     for number, utterance in enumerate(todo, start=1):
-        audio = load_audio(utterance.audio)[:WINDOW_SAMPLES]
-        temporary = out / f"{frames_key(utterance.audio)}.tmp.npy"
-        np.save(temporary, encode_utterance(encoder, audio))
-        temporary.replace(out / f"{frames_key(utterance.audio)}.npy")
+        key = frames_key(utterance.audio)
+        np.save(out / f"{key}.tmp.npy", encode_utterance(encoder, load_audio(utterance.audio)[:WINDOW_SAMPLES]))
+        (out / f"{key}.tmp.npy").replace(out / f"{key}.npy")
         if number % 50 == 0:
             print(f"{number}/{len(todo)} utterances", flush=True)
     write_stats(out)
@@ -83,6 +82,8 @@ def write_teacher_frames(manifests: list[str], out: Path, threads: int = 1) -> i
 def write_stats(out: Path, max_files: int = 500) -> None:
     """Per-dimension mean and standard deviation over (up to max_files) utterances' frames."""
     files = sorted(p for p in out.glob("*.npy") if ".tmp" not in p.name)[:max_files]
+    if not files:
+        raise ValueError(f"{out}: no teacher frames to normalise (no utterance of up to 30 s with text?)")
     frames = np.concatenate([np.load(p).astype(np.float32) for p in files])
     np.savez(out / STATS, mean=frames.mean(axis=0), std=frames.std(axis=0) + 1e-5)
 

@@ -160,6 +160,7 @@ def train(settings: TrainSettings) -> dict:
             head_optimizer.load_state_dict(state["teacher_head_optimizer"])
         encoded: dict[str, torch.Tensor] = {}
         model.encoder.register_forward_hook(lambda _module, _inputs, outputs: encoded.update(output=outputs[0]))
+    optimizers = [optimizer, head_optimizer] if teacher else [optimizer]
     utterances = [u for m in settings.manifests for u in read_manifest(m, labels, settings.max_utterance_seconds)]
     rng = random.Random(settings.seed + step)
     start = last_save = time.monotonic()
@@ -169,7 +170,6 @@ def train(settings: TrainSettings) -> dict:
         while True:
             for batch in duration_batches(utterances, settings.batch_seconds, rng):
                 signal, samples, targets, target_lengths = _batch(batch, labels)
-                optimizers = [optimizer, head_optimizer] if teacher else [optimizer]
                 for group in (g for o in optimizers for g in o.param_groups):
                     group["lr"] = learning_rate(settings, step)
                 log_probs, encoded_lengths, _ = model.forward(input_signal=signal, input_signal_length=samples)
@@ -184,9 +184,9 @@ def train(settings: TrainSettings) -> dict:
                 loss, distill = ctc, None
                 if teacher:
                     frames = encoded["output"].shape[-1]
-                    targets, mask = teacher.batch(batch, frames)
+                    teacher_frames, mask = teacher.batch(batch, frames)
                     mask &= torch.arange(frames)[None, :] < encoded_lengths[:, None]
-                    distill = distillation_loss(head(encoded["output"]), targets, mask)
+                    distill = distillation_loss(head(encoded["output"]), teacher_frames, mask)
                     loss = ctc + settings.distill_weight * distill
                 for o in optimizers:
                     o.zero_grad()
