@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.shapes import PAD_SHAPES
 from quantizer.runtime import BACKENDS, DEVICES
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -34,6 +35,7 @@ class Settings(BaseSettings):
     chunk_seconds: float = Field(20.0, ge=4.0, description="long audio is recognised in windows of this length")
     chunk_overlap_seconds: float = Field(2.0, ge=0.0, description="context kept on each side of a window")
     max_batch_size: int = Field(8, ge=1, description="windows recognised together")
+    pad_shapes: str = Field("auto", description="pad batches to a few shapes: auto (GPU providers only), on, off")
     max_batch_wait_ms: float = Field(5.0, ge=0.0, description="how long a batch waits to fill")
     request_timeout_s: float = Field(300.0, gt=0, description="504 after this")
 
@@ -56,5 +58,7 @@ class Settings(BaseSettings):
             raise ValueError(f"QASR_BACKEND={self.backend!r}: choose one of {', '.join(BACKENDS)}")
         if self.device not in DEVICES:
             raise ValueError(f"QASR_DEVICE={self.device!r}: choose one of {', '.join(DEVICES)}")
+        if self.pad_shapes not in PAD_SHAPES:
+            raise ValueError(f"QASR_PAD_SHAPES={self.pad_shapes!r}: choose one of {', '.join(PAD_SHAPES)}")
         if self.chunk_overlap_seconds * 2 >= self.chunk_seconds:
             raise ValueError("QASR_CHUNK_OVERLAP_SECONDS must be less than half of QASR_CHUNK_SECONDS")

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from app.decoding import Word, frame_scores, greedy_words
+from app.shapes import PAD_SHAPES, ShapeBuckets
 from quantizer.features import LogMelFrontEnd, pad_audio
 from quantizer.integer_model import IntegerModel
 from quantizer.runtime import Recognizer
@@ -35,7 +36,21 @@ class Timings:
 class Engine:
     """A quantized model folder's front end and one backend's ONNX Runtime session."""
 
-    def __init__(self, model_dir: Path, backend: str, device: str, threads: int):
+    def __init__(
+        self,
+        model_dir: Path,
+        backend: str,
+        device: str,
+        threads: int,
+        window_seconds: float = 20.0,
+        max_batch: int = 8,
+        pad_shapes: str = "auto",
+    ):
+        """window_seconds, max_batch: the longest window and largest batch `run` will get.
+        pad_shapes: pad batches to a few shapes, each run once here (see app.shapes); `auto` does
+        so on GPU providers only, where every new shape costs seconds."""
+        if pad_shapes not in PAD_SHAPES:
+            raise ValueError(f"pad_shapes={pad_shapes!r}: choose one of {', '.join(PAD_SHAPES)}")
         model = IntegerModel.load(model_dir)
         if model.filterbank is None or model.window is None:
             raise ValueError(f"{model_dir}: the checkpoint stored no mel filterbank/window")
@@ -45,6 +60,10 @@ class Engine:
         self.logit_scale = model.nodes[-1].scale if backend == "integer" else 1.0
         self.sample_rate = self.front_end.sample_rate
         self.frame_samples = self._measure_stride() * self.front_end.hop  # audio samples per output frame
+        self.buckets: ShapeBuckets | None = None
+        self.warmup_s = 0.0
+        if pad_shapes == "on" or (pad_shapes == "auto" and self.recognizer.provider != "CPUExecutionProvider"):
+            self.buckets = self._warm_up_buckets(int(window_seconds * self.sample_rate), max_batch)
 
     def _measure_stride(self) -> int:
         """Feature frames per output frame, from one warm-up run on 4 s of noise."""
@@ -53,10 +72,23 @@ class Engine:
         result = self.recognizer(features, frames)
         return int(round(frames[0] / result.lengths[0]))
 
+    def _warm_up_buckets(self, window_samples: int, max_batch: int) -> ShapeBuckets:
+        """Buckets up to the front end's frames for the longest window, each run once."""
+        silence = np.zeros((1, window_samples), np.float32)
+        features, _ = self.front_end(silence, np.array([window_samples]))
+        buckets = ShapeBuckets(features.shape[2], max_batch)
+        start = time.perf_counter()
+        for rows, frames in buckets.shapes():
+            self.recognizer(np.zeros((rows, self.front_end.bins, frames), np.float32), np.full(rows, frames))
+        self.warmup_s = time.perf_counter() - start
+        return buckets
+
     def run(self, windows: list[np.ndarray], batch_id: int = 0) -> list[WindowResult]:
         """float32 sample windows (any lengths) -> per-window frame scores, as one padded batch."""
         start = time.perf_counter()
         features, frames = self.front_end(*pad_audio(windows))
+        if self.buckets is not None:
+            features, frames = self.buckets.pad(features, frames)
         features_s = time.perf_counter() - start
         start = time.perf_counter()
         result = self.recognizer(features, frames, with_logits=True)

@@ -14,7 +14,7 @@ from quantizer.evaluate import evaluate
 from quantizer.onnx_export import write_backends
 from quantizer.pipeline import CalibrationSettings, quantize_checkpoint
 from quantizer.quantize import QuantSettings
-from quantizer.runtime import BACKENDS
+from quantizer.runtime import BACKENDS, DEVICES, ProviderError
 from quantizer.synthetic import SyntheticSettings
 
 REPORT_FILE = "report.json"
@@ -105,22 +105,27 @@ def _add_eval(commands) -> None:
     parser.add_argument("--per-utterance", action="store_true", help="print reference and hypotheses per line")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument(
+        "--device", choices=DEVICES, default="cpu", help="for qdq and fp32; integer and int8 run on the CPU only"
+    )
 
 
 def _eval(args: argparse.Namespace) -> int:
     backends = args.backend or ["fp32", "integer"]
-    results = [evaluate(args.model, args.manifest, b, args.batch, args.threads) for b in backends]
+    devices = {b: args.device if b in ("qdq", "fp32") else "cpu" for b in backends}
+    results = [evaluate(args.model, args.manifest, b, args.batch, args.threads, devices[b]) for b in backends]
     if args.per_utterance:
         for i, audio in enumerate(results[0].audio):
             print(f"{audio.name}\tref\t{results[0].references[i]}")
             for result in results:
                 print(f"{audio.name}\t{result.backend}\t{result.hypotheses[i]}")
     print(f"{len(results[0].references)} utterances, {results[0].seconds / 60:.1f} min of audio")
-    print("| backend | WER % | CER % | WER change vs first |")
-    print("| --- | --- | --- | --- |")
+    print("| backend | provider | WER % | CER % | WER change vs first |")
+    print("| --- | --- | --- | --- | --- |")
     for result in results:
         change = 100 * (result.wer - results[0].wer)
-        print(f"| {result.backend} | {100 * result.wer:.2f} | {100 * result.cer:.2f} | {change:+.2f} |")
+        provider = result.provider.removesuffix("ExecutionProvider")
+        print(f"| {result.backend} | {provider} | {100 * result.wer:.2f} | {100 * result.cer:.2f} | {change:+.2f} |")
     return 0
 
 
@@ -132,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return _eval(args) if args.command == "eval" else _quantize(args)
-    except (CheckpointError, UnsupportedModelError, ValueError, FileNotFoundError) as error:
+    except (CheckpointError, UnsupportedModelError, ProviderError, ValueError, FileNotFoundError) as error:
         print(f"qasr {args.command}: error: {error}", file=sys.stderr)
         return 2
 

@@ -17,6 +17,7 @@ from quantizer.runtime import Recognizer
 @dataclass
 class Evaluation:
     backend: str
+    provider: str  # ONNX Runtime provider that ran it
     wer: float
     cer: float
     references: list[str]
@@ -38,7 +39,9 @@ def transcribe(
     return hypotheses
 
 
-def evaluate(model_dir: str | Path, manifest: str | Path, backend: str, batch: int = 8, threads: int = 0) -> Evaluation:
+def evaluate(
+    model_dir: str | Path, manifest: str | Path, backend: str, batch: int = 8, threads: int = 0, device: str = "cpu"
+) -> Evaluation:
     model = IntegerModel.load(model_dir)
     if model.filterbank is None or model.window is None:
         raise ValueError(f"{model_dir}: the checkpoint stored no mel filterbank/window, so features cannot be made")
@@ -46,11 +49,12 @@ def evaluate(model_dir: str | Path, manifest: str | Path, backend: str, batch: i
     if not utterances:
         raise ValueError(f"{manifest}: no utterance with text in the model's vocabulary")
     front_end = LogMelFrontEnd(model.preprocessor, model.filterbank, model.window)
-    recognizer = Recognizer(model_dir, backend, device="cpu", threads=threads)
+    recognizer = Recognizer(model_dir, backend, device=device, threads=threads)
     hypotheses = transcribe(recognizer, front_end, model.labels, utterances, batch)
     references = [u.text for u in utterances]
     return Evaluation(
         backend=backend,
+        provider=recognizer.provider,
         wer=jiwer.wer(references, hypotheses),
         cer=jiwer.cer(references, hypotheses),
         references=references,

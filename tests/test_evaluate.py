@@ -48,7 +48,19 @@ def test_eval_cli_compares_backends_side_by_side(tone_model, capsys):
     model_dir, manifest = tone_model
     assert main(["eval", "--model", str(model_dir), "--manifest", manifest, "--per-utterance"]) == 0
     out = capsys.readouterr().out
-    assert "| fp32 |" in out and "| integer |" in out and "\tref\t" in out
+    assert "| fp32 | CPU |" in out and "| integer | CPU |" in out and "\tref\t" in out
+
+
+def test_eval_cli_names_a_missing_gpu_provider(tone_model, capsys):
+    """Where onnxruntime has no CUDA provider (CI), asking for it is a clear error, not a traceback."""
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime has a CUDA provider")
+    model_dir, manifest = tone_model
+    arguments = ["eval", "--model", str(model_dir), "--manifest", manifest, "--backend", "qdq", "--device", "cuda"]
+    assert main(arguments) == 2
+    assert "CUDAExecutionProvider was requested" in capsys.readouterr().err
 
 
 def test_eval_cli_reports_a_missing_model_folder(tmp_path, capsys):

@@ -18,6 +18,7 @@ import app.api
 from app.api import create_app
 from app.model_store import COMPLETE_FILE
 from app.settings import Settings
+from app.transcriber import Engine
 from quantizer.ctc import greedy_text
 from quantizer.features import LogMelFrontEnd
 from quantizer.integer_model import IntegerModel
@@ -124,6 +125,22 @@ def test_service_transcript_equals_the_offline_path(client, cache):
     result = Recognizer(folder, "integer", "cpu", threads=1)(features, frames)
     expected = greedy_text(result.tokens[0], int(result.lengths[0]), model.labels)
     assert raw.json()["text"] == " ".join(expected.split())
+
+
+def test_padded_shapes_give_the_frames_of_unpadded_batches(client, cache):
+    """GPU providers pad every batch to a few shapes (app.shapes); forced on here on the CPU, where
+    the integer graph is exact, padding must not change one frame's token or probability."""
+    folder = next(p for p in cache.iterdir() if (p / COMPLETE_FILE).exists())
+    plain = Engine(folder, "integer", "cpu", 1, window_seconds=4.0, max_batch=3, pad_shapes="auto")
+    padded = Engine(folder, "integer", "cpu", 1, window_seconds=4.0, max_batch=3, pad_shapes="on")
+    assert plain.buckets is None  # auto pads on GPU providers only
+    assert padded.buckets.shapes() == [(1, 128), (1, 256), (1, 416), (3, 128), (3, 256), (3, 416)]
+    assert padded.warmup_s > 0
+    windows = [speechlike(0.7), speechlike(2.3, seed=1), speechlike(4.0, seed=2)]
+    for batch in ([windows[0]], windows[:2], windows):
+        for mine, theirs in zip(padded.run(batch), plain.run(batch), strict=True):
+            np.testing.assert_array_equal(mine.tokens, theirs.tokens)
+            np.testing.assert_array_equal(mine.probabilities, theirs.probabilities)
 
 
 def test_long_audio_is_recognised_in_batched_windows(client):
