@@ -6,7 +6,9 @@ QLinearConv or QLinearAdd kernels); `qdq` and `fp32` prefer TensorRT, then CUDA,
 
 from __future__ import annotations
 
+import ctypes
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,11 +34,34 @@ PREFERENCE = {
     "fp32": ("tensorrt", "cuda", "cpu"),
 }
 
+TENSORRT_LIBRARIES = ("libnvinfer.so.10", "libnvinfer.so")  # what ORT's TensorRT provider dlopens
+
 log = logging.getLogger("qasr.runtime")
 
 
 class ProviderError(RuntimeError):
     """The requested execution provider is missing, or cannot run the requested backend."""
+
+
+def usable_providers(listed: list[str] | None = None, load: Callable[[str], object] = ctypes.CDLL) -> list[str]:
+    """ONNX Runtime's providers, less TensorRT where its libraries do not load: onnxruntime-gpu lists
+    TensorRT whether or not TensorRT is installed, and a session that then asks for it falls back
+    to CUDA without the options given here (PROVIDER_OPTIONS)."""
+    if listed is None:
+        import onnxruntime
+
+        listed = onnxruntime.get_available_providers()
+    usable = list(listed)
+    if PROVIDERS["tensorrt"] in usable:
+        for name in TENSORRT_LIBRARIES:
+            try:
+                load(name)
+                break
+            except OSError:
+                continue
+        else:
+            usable.remove(PROVIDERS["tensorrt"])
+    return usable
 
 
 def choose_providers(backend: str, device: str = "auto", available: list[str] | None = None) -> list[str]:
@@ -46,9 +71,7 @@ def choose_providers(backend: str, device: str = "auto", available: list[str] | 
     if device not in DEVICES:
         raise ValueError(f"unknown device '{device}': choose one of {', '.join(DEVICES)}")
     if available is None:
-        import onnxruntime
-
-        available = onnxruntime.get_available_providers()
+        available = usable_providers()
     if device == "auto":
         chosen = [PROVIDERS[d] for d in PREFERENCE[backend] if PROVIDERS[d] in available]
     else:
@@ -60,7 +83,8 @@ def choose_providers(backend: str, device: str = "auto", available: list[str] | 
         if PROVIDERS[device] not in available:
             raise ProviderError(
                 f"{PROVIDERS[device]} was requested but this onnxruntime offers only {', '.join(available)}: "
-                "install onnxruntime-gpu with CUDA (and TensorRT) libraries, or use device 'auto' or 'cpu'"
+                "install onnxruntime-gpu with CUDA (and TensorRT) libraries, or use device 'auto' or 'cpu' "
+                "(TensorRT counts only where its libnvinfer loads)"
             )
         chosen = [PROVIDERS[device]]
     return list(dict.fromkeys(chosen + [PROVIDERS["cpu"]]))
@@ -101,6 +125,13 @@ class Recognizer:
             str(onnx_path), options, providers=[(p, PROVIDER_OPTIONS.get(p, {})) for p in providers]
         )
         self.provider = self.session.get_providers()[0]
+        if self.provider != providers[0]:
+            if device != "auto":
+                raise ProviderError(
+                    f"{providers[0]} could not start (ONNX Runtime fell back to {self.provider}): "
+                    "are CUDA 13 and cuDNN 9 on the library path? ONNX Runtime's log above says why"
+                )
+            log.warning("%s could not start; %s runs on %s", providers[0], backend, self.provider)
         log.info("backend %s runs on %s (asked for %s)", backend, self.provider, ", ".join(providers))
 
     def __call__(self, features: np.ndarray, lengths: np.ndarray, with_logits: bool = False) -> Recognition:

@@ -10,7 +10,7 @@ from quantizer.graph import FloatModel
 from quantizer.onnx_export import BACKEND_FILES, export_backend, write_backends
 from quantizer.pipeline import quantize_checkpoint
 from quantizer.reference import argmax_tokens, quantize_features, run_integer
-from quantizer.runtime import ProviderError, Recognizer, choose_providers
+from quantizer.runtime import ProviderError, Recognizer, choose_providers, usable_providers
 from quantizer.synthetic import SyntheticSettings
 from tests.toy_speech import ToySpeech
 
@@ -119,6 +119,20 @@ def test_provider_choice_prefers_tensorrt_then_cuda_for_gpu_backends():
     assert choose_providers("qdq", available=["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
     assert choose_providers("integer", available=gpu) == ["CPUExecutionProvider"]
     assert choose_providers("qdq", "cuda", available=gpu) == gpu[1:]
+
+
+def test_tensorrt_counts_only_where_its_libraries_load():
+    listed = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    tried = []
+
+    def missing(name: str):
+        tried.append(name)
+        raise OSError(f"{name}: cannot open shared object file")
+
+    assert usable_providers(listed, load=missing) == listed[1:]
+    assert tried == ["libnvinfer.so.10", "libnvinfer.so"]
+    assert usable_providers(listed, load=lambda name: None) == listed
+    assert usable_providers(listed[1:], load=missing) == listed[1:]
 
 
 def test_unavailable_or_unsuitable_provider_is_a_clear_error():
