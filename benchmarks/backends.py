@@ -21,7 +21,7 @@ from quantizer.integer_model import IntegerModel
 from quantizer.nemo_configs import quartznet_config, save_nemo_model
 from quantizer.onnx_export import BACKEND_FILES, write_backends
 from quantizer.pipeline import CalibrationSettings, quantize_checkpoint
-from quantizer.runtime import Recognizer
+from quantizer.runtime import Recognizer, device_for
 from quantizer.synthetic import SyntheticSettings
 
 FRAMES_PER_SECOND = 100  # 10 ms feature hop
@@ -55,8 +55,7 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     folder = args.model or prepare(args.work)
     backends = list(BACKEND_FILES)
-    devices = {b: args.device if b in ("qdq", "fp32") else "cpu" for b in backends}
-    recognizers = {b: Recognizer(folder, b, device=devices[b], threads=args.threads) for b in backends}
+    recognizers = {b: Recognizer(folder, b, device_for(b, args.device), args.threads) for b in backends}
     feat_in = IntegerModel.load(folder).feat_in
     sizes = {b: (folder / BACKEND_FILES[b]).stat().st_size for b in backends}
     frames = int(args.seconds * FRAMES_PER_SECOND)

@@ -14,7 +14,7 @@ from quantizer.evaluate import evaluate
 from quantizer.onnx_export import write_backends
 from quantizer.pipeline import CalibrationSettings, quantize_checkpoint
 from quantizer.quantize import QuantSettings
-from quantizer.runtime import BACKENDS, DEVICES, ProviderError
+from quantizer.runtime import BACKENDS, DEVICES, ProviderError, device_for
 from quantizer.synthetic import SyntheticSettings
 
 REPORT_FILE = "report.json"
@@ -112,8 +112,9 @@ def _add_eval(commands) -> None:
 
 def _eval(args: argparse.Namespace) -> int:
     backends = args.backend or ["fp32", "integer"]
-    devices = {b: args.device if b in ("qdq", "fp32") else "cpu" for b in backends}
-    results = [evaluate(args.model, args.manifest, b, args.batch, args.threads, devices[b]) for b in backends]
+    results = [
+        evaluate(args.model, args.manifest, b, args.batch, args.threads, device_for(b, args.device)) for b in backends
+    ]
     if args.per_utterance:
         for i, audio in enumerate(results[0].audio):
             print(f"{audio.name}\tref\t{results[0].references[i]}")

@@ -64,6 +64,11 @@ def usable_providers(listed: list[str] | None = None, load: Callable[[str], obje
     return usable
 
 
+def device_for(backend: str, device: str) -> str:
+    """The device a backend runs on when `device` is asked for all backends: integer and int8 stay on the CPU."""
+    return device if device == "auto" or device in PREFERENCE[backend] else "cpu"
+
+
 def choose_providers(backend: str, device: str = "auto", available: list[str] | None = None) -> list[str]:
     """ONNX Runtime providers for a backend, best first, always ending with the CPU as fallback."""
     if backend not in BACKENDS:

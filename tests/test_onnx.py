@@ -10,7 +10,7 @@ from quantizer.graph import FloatModel
 from quantizer.onnx_export import BACKEND_FILES, export_backend, write_backends
 from quantizer.pipeline import quantize_checkpoint
 from quantizer.reference import argmax_tokens, quantize_features, run_integer
-from quantizer.runtime import ProviderError, Recognizer, choose_providers, usable_providers
+from quantizer.runtime import ProviderError, Recognizer, choose_providers, device_for, usable_providers
 from quantizer.synthetic import SyntheticSettings
 from tests.toy_speech import ToySpeech
 
@@ -119,6 +119,11 @@ def test_provider_choice_prefers_tensorrt_then_cuda_for_gpu_backends():
     assert choose_providers("qdq", available=["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
     assert choose_providers("integer", available=gpu) == ["CPUExecutionProvider"]
     assert choose_providers("qdq", "cuda", available=gpu) == gpu[1:]
+
+
+def test_a_gpu_device_asked_for_every_backend_leaves_the_integer_ones_on_the_cpu():
+    assert [device_for(b, "cuda") for b in ("integer", "int8", "qdq", "fp32")] == ["cpu", "cpu", "cuda", "cuda"]
+    assert device_for("integer", "auto") == "auto" and device_for("fp32", "cpu") == "cpu"
 
 
 def test_tensorrt_counts_only_where_its_libraries_load():
