@@ -39,6 +39,12 @@ def test_a_truncated_model_stops_serve(tmp_path, quartznet_nemo, capsys):
     assert str(truncated) in capsys.readouterr().err
 
 
+def test_a_bad_pad_shapes_setting_stops_serve_naming_the_variable(tmp_path, quartznet_nemo, capsys, monkeypatch):
+    monkeypatch.setenv("QASR_PAD_SHAPES", "sometimes")
+    assert main(["serve", "--model", str(quartznet_nemo), "--cache-dir", str(tmp_path / "cache")]) == 2
+    assert "QASR_PAD_SHAPES='sometimes': choose one of auto, on, off" in capsys.readouterr().err
+
+
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path

@@ -140,6 +140,21 @@ def test_tensorrt_counts_only_where_its_libraries_load():
     assert usable_providers(listed[1:], load=missing) == listed[1:]
 
 
+def test_a_named_provider_that_onnxruntime_replaces_with_the_cpu_is_an_error(exported, monkeypatch, caplog):
+    """ORT falls back to the CPU, with only a warning, when a provider it was given cannot start:
+    here CUDA, passed on although this onnxruntime cannot run it."""
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime can start CUDA")
+    folder = exported[2]
+    wanted = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setattr("quantizer.runtime.choose_providers", lambda backend, device: wanted)
+    fell_back = "CUDAExecutionProvider could not start .*fell back to CPUExecutionProvider"
+    with pytest.raises(ProviderError, match=fell_back):
+        Recognizer(folder, "qdq", device="cuda")
+    assert Recognizer(folder, "qdq", device="auto").provider == "CPUExecutionProvider"  # auto: a warning only
+    assert "CUDAExecutionProvider could not start; qdq runs on CPUExecutionProvider" in caplog.text
+
+
 def test_unavailable_or_unsuitable_provider_is_a_clear_error():
     with pytest.raises(ProviderError, match="TensorrtExecutionProvider was requested but this onnxruntime offers"):
         choose_providers("qdq", "tensorrt", available=["CPUExecutionProvider"])
