@@ -24,7 +24,7 @@ PROVIDERS = {
     "cpu": "CPUExecutionProvider",
 }
 # cuDNN's heuristic algorithm choice instead of its exhaustive search: on an H100 (ORT 1.31.1,
-# cuDNN 9.14) a new input length then costs 0.05-0.3 s once instead of about 3 s, and warmed-up
+# cuDNN 9.14) a new input length then costs 0.05-0.34 s once instead of about 3 s, and warmed-up
 # runs of the shipped model take the same 1-4 ms either way.
 PROVIDER_OPTIONS = {"CUDAExecutionProvider": {"cudnn_conv_algo_search": "HEURISTIC"}}
 PREFERENCE = {
