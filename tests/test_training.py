@@ -1,14 +1,16 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 from nemo.collections.asr.models import EncDecCTCModel
 
 from quantizer.manifest import load_audio, normalize_text, read_manifest
-from quantizer.nemo_configs import ENGLISH_LABELS
+from quantizer.nemo_configs import ENGLISH_LABELS, build_nemo_model
 from tests.toy_speech import tone_manifest, tone_training_settings
+from training.fft_conv import FFTDepthwiseConv1d, replaceable, use_fft_depthwise
 from training.teacher import FRAME_SAMPLES, STATS, TEACHER_DIM, frames_key, write_stats
-from training.train import CHECKPOINT, LOG, TeacherTargets, TrainSettings, learning_rate, train
+from training.train import CHECKPOINT, LOG, TeacherTargets, TrainSettings, learning_rate, model_config, train
 
 
 def test_text_is_normalised_to_the_vocabulary():
@@ -76,3 +78,37 @@ def test_annealing_takes_the_learning_rate_linearly_to_zero(tmp_path):
     annealed = [learning_rate(settings, step) for step in (99, 100, 150, 200, 250)]
     assert annealed[0] == learning_rate(TrainSettings([], "", warmup_steps=5, lr=1e-2), 99)
     assert annealed[1:] == [plain[0], plain[1] * 0.5, 0.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    ("kernel", "padding", "dilation", "bias"),
+    [(33, 16, 1, False), (75, 37, 1, True), (9, 8, 2, False), (5, 0, 1, True)],
+)
+def test_fft_depthwise_convolution_matches_conv1d_and_its_gradients(kernel, padding, dilation, bias):
+    torch.manual_seed(0)
+    conv = torch.nn.Conv1d(6, 6, kernel, padding=padding, dilation=dilation, groups=6, bias=bias)
+    fft_conv = FFTDepthwiseConv1d.replacing(conv)
+    x = torch.randn(3, 6, 50, requires_grad=True)
+    expected, got = conv(x), fft_conv(x)
+    assert got.shape == expected.shape
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+    upstream = torch.randn_like(expected)
+    expected_grads = torch.autograd.grad(expected, [x, conv.weight], upstream)
+    got_grads = torch.autograd.grad(got, [x, fft_conv.weight], upstream)
+    for e, g in zip(expected_grads, got_grads, strict=True):
+        torch.testing.assert_close(g, e, atol=1e-4, rtol=1e-4)
+    assert fft_conv.weight is conv.weight
+
+
+def test_fft_swap_keeps_a_nemo_models_outputs_and_state_dict_keys(tmp_path):
+    settings = tone_training_settings("unused", tmp_path, steps=1)
+    model = build_nemo_model(model_config(settings), seed=0, realistic_batch_norm=False).eval()
+    signal, length = torch.randn(2, 16000), torch.tensor([16000, 11000])
+    keys, parameters = list(model.state_dict()), list(model.parameters())
+    expected = model.forward(input_signal=signal, input_signal_length=length)[0]
+    swapped = use_fft_depthwise(model)
+    assert swapped == 5 * settings.repeat + 1  # every block's depthwise conv and the dilated epilogue, not the prologue
+    assert not any(replaceable(m) for m in model.modules())
+    assert list(model.state_dict()) == keys and list(model.parameters()) == parameters
+    got = model.forward(input_signal=signal, input_signal_length=length)[0]
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)

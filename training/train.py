@@ -30,6 +30,7 @@ import torch
 from quantizer.manifest import SAMPLE_RATE, load_audio, read_manifest
 from quantizer.nemo_configs import ENGLISH_LABELS, build_nemo_model, quartznet_config
 from training.data import duration_batches
+from training.fft_conv import use_fft_depthwise
 from training.teacher import STATS, TEACHER_DIM, frames_key
 
 CHECKPOINT = "checkpoint.pt"
@@ -43,6 +44,7 @@ class TrainSettings:
     channels: int = 192
     repeat: int = 3  # repeats per block, 5 blocks (QuartzNet 5xR)
     features: int = 64
+    dropout: float = 0.1
     lr: float = 3e-3
     warmup_steps: int = 200
     weight_decay: float = 1e-3
@@ -71,7 +73,7 @@ def model_config(settings: TrainSettings) -> dict:
         prologue=(c, 33),
         epilogue=(c, 87, 2 * c),
         features=settings.features,
-        dropout=0.1,
+        dropout=settings.dropout,
     )
     config["spec_augment"] = {
         "_target_": "nemo.collections.asr.modules.SpectrogramAugmentation",
@@ -144,6 +146,7 @@ def train(settings: TrainSettings) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     labels = ENGLISH_LABELS
     model = build_nemo_model(model_config(settings), seed=settings.seed, realistic_batch_norm=False)
+    use_fft_depthwise(model)  # same weights and results, several times faster on CPU
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     step, seen_seconds, state = 0, 0.0, {}
     if (out / CHECKPOINT).exists():
@@ -234,7 +237,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores); 1 leaves a core free")
     defaults = TrainSettings([], "")
     tunable = ("channels", "repeat", "lr", "batch_seconds", "minutes", "steps", "save_minutes", "seed")
-    tunable += ("anneal_from", "anneal_to", "teacher", "distill_weight")
+    tunable += ("anneal_from", "anneal_to", "teacher", "distill_weight", "dropout")
     for name in tunable:
         value = getattr(defaults, name)
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
