@@ -59,16 +59,18 @@ class Engine:
         self.recognizer = Recognizer(model_dir, backend, device, threads, memory_arena=False)
         self.logit_scale = model.nodes[-1].scale if backend == "integer" else 1.0
         self.sample_rate = self.front_end.sample_rate
-        self.frame_samples = self._measure_stride() * self.front_end.hop  # audio samples per output frame
         self.buckets: ShapeBuckets | None = None
         self.warmup_s = 0.0
         if pad_shapes == "on" or (pad_shapes == "auto" and self.recognizer.provider != "CPUExecutionProvider"):
             self.buckets = self._warm_up_buckets(int(window_seconds * self.sample_rate), max_batch)
+        self.frame_samples = self._measure_stride() * self.front_end.hop  # audio samples per output frame
 
     def _measure_stride(self) -> int:
-        """Feature frames per output frame, from one warm-up run on 4 s of noise."""
+        """Feature frames per output frame, from one run on 4 s of noise (in a warmed bucket when padding)."""
         noise = np.random.default_rng(0).standard_normal((1, 4 * self.sample_rate)).astype(np.float32) * 0.01
         features, frames = self.front_end(noise, np.array([noise.shape[1]]))
+        if self.buckets is not None:
+            features, frames = self.buckets.pad(features, frames)
         result = self.recognizer(features, frames)
         return int(round(frames[0] / result.lengths[0]))
 

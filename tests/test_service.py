@@ -127,14 +127,22 @@ def test_service_transcript_equals_the_offline_path(client, cache):
     assert raw.json()["text"] == " ".join(expected.split())
 
 
-def test_padded_shapes_give_the_frames_of_unpadded_batches(client, cache):
+def test_padded_shapes_give_the_frames_of_unpadded_batches(client, cache, monkeypatch):
     """GPU providers pad every batch to a few shapes (app.shapes); forced on here on the CPU, where
     the integer graph is exact, padding must not change one frame's token or probability."""
     folder = next(p for p in cache.iterdir() if (p / COMPLETE_FILE).exists())
     plain = Engine(folder, "integer", "cpu", 1, window_seconds=4.0, max_batch=3, pad_shapes="auto")
+    shapes_run = set()
+    run = Recognizer.__call__
+    monkeypatch.setattr(
+        Recognizer, "__call__", lambda self, f, n, **kw: shapes_run.add(f.shape) or run(self, f, n, **kw)
+    )
     padded = Engine(folder, "integer", "cpu", 1, window_seconds=4.0, max_batch=3, pad_shapes="on")
     assert plain.buckets is None  # auto pads on GPU providers only
     assert padded.buckets.shapes() == [(1, 128), (1, 256), (1, 416), (3, 128), (3, 256), (3, 416)]
+    bins = padded.front_end.bins
+    assert shapes_run == {(b, bins, t) for b, t in padded.buckets.shapes()}  # startup runs no shape but the buckets
+    assert padded.frame_samples == plain.frame_samples
     assert padded.warmup_s > 0
     windows = [speechlike(0.7), speechlike(2.3, seed=1), speechlike(4.0, seed=2)]
     for batch in ([windows[0]], windows[:2], windows):
