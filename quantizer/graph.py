@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from quantizer.checkpoint import NemoCheckpoint, UnsupportedModelError
+from quantizer.fft_conv import depthwise_conv1d_fft, is_depthwise
 
 FEATURES = "features"  # name of the graph input [B, n_mels, frames]
 BN_EPS = 1e-3  # NeMo's JasperBlock builds BatchNorm1d(eps=1e-3); eps is not saved in checkpoints
@@ -317,15 +318,19 @@ class FloatModel(torch.nn.Module):
                 x, x_lengths = tensors[term.source]
                 if term.masks_input:
                     x = x * valid_mask(x_lengths, x.shape[2])[:, None, :].to(x.dtype)
-                y = torch.nn.functional.conv1d(
-                    x,
-                    getattr(self, f"w{i}_{j}"),
-                    getattr(self, f"b{i}_{j}"),
-                    stride=term.stride,
-                    padding=term.padding,
-                    dilation=term.dilation,
-                    groups=term.groups,
-                )
+                weight, bias = getattr(self, f"w{i}_{j}"), getattr(self, f"b{i}_{j}")
+                if is_depthwise(weight, term.groups, term.stride):
+                    y = depthwise_conv1d_fft(x, weight, bias, term.padding, term.dilation)
+                else:
+                    y = torch.nn.functional.conv1d(
+                        x,
+                        weight,
+                        bias,
+                        stride=term.stride,
+                        padding=term.padding,
+                        dilation=term.dilation,
+                        groups=term.groups,
+                    )
                 out_lengths = term.out_lengths(x_lengths)
                 if on_term is not None:
                     on_term(i, j, y, out_lengths)

@@ -1,16 +1,15 @@
-"""Depthwise convolutions by FFT, for training on CPUs.
+"""Swap a NeMo model's depthwise convolutions for their FFT form (quantizer.fft_conv) while training.
 
-QuartzNet's depthwise convolutions have 33-87 taps; PyTorch's CPU kernels run them at about
-1 GFLOP/s, and they take most of a training step. The same cross-correlation computed through
-rfft/irfft is 4-7x faster here (forward and backward) and equal to float rounding. The swap keeps
-every Parameter object and state-dict key, so checkpoints, optimizers and `model.nemo` are unchanged.
+The depthwise convolutions took most of a training step on these CPUs; the swap keeps every
+Parameter object and state-dict key, so checkpoints, optimizers and `model.nemo` are unchanged.
 """
 
 from __future__ import annotations
 
-import scipy.fft
 import torch
 from torch import nn
+
+from quantizer.fft_conv import depthwise_conv1d_fft, is_depthwise
 
 
 class FFTDepthwiseConv1d(nn.Conv1d):
@@ -35,27 +34,16 @@ class FFTDepthwiseConv1d(nn.Conv1d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [B, C, T] -> [B, C, T + 2 * padding - dilation * (kernel - 1)]."""
-        taps = self.weight[:, 0, :]  # [C, k]
-        if self.dilation[0] > 1:
-            spread = taps.new_zeros(taps.shape[0], self.dilation[0] * (taps.shape[1] - 1) + 1)
-            spread[:, :: self.dilation[0]] = taps
-            taps = spread
-        span, frames, padding = taps.shape[1], x.shape[-1], self.padding[0]
-        size = scipy.fft.next_fast_len(frames + span - 1, real=True)
-        full = torch.fft.irfft(torch.fft.rfft(x, size) * torch.fft.rfft(taps.flip(-1), size), size)
-        start = span - 1 - padding  # full[j] is the output frame j - (span - 1) + padding
-        out = full[..., start : start + frames + 2 * padding - span + 1]
-        return out if self.bias is None else out + self.bias[:, None]
+        return depthwise_conv1d_fft(x, self.weight, self.bias, self.padding[0], self.dilation[0])
 
 
 def replaceable(conv: nn.Module) -> bool:
     return (
         type(conv) is nn.Conv1d
-        and conv.groups == conv.in_channels == conv.out_channels
-        and conv.stride == (1,)
+        and conv.in_channels == conv.out_channels
+        and is_depthwise(conv.weight, conv.groups, conv.stride[0])
         and isinstance(conv.padding, tuple)
         and conv.padding_mode == "zeros"
-        and conv.kernel_size[0] > 1
     )
 
 
