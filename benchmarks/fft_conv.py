@@ -24,12 +24,11 @@ import torch
 import quantizer.graph
 from quantizer.checkpoint import read_nemo
 from quantizer.graph import FloatModel, build_float_graph
+from quantizer.manifest import SAMPLE_RATE
 from quantizer.nemo_configs import ENGLISH_LABELS, build_nemo_model, quartznet_config
 from quantizer.synthetic import SyntheticSettings, generate
 from training.fft_conv import use_fft_depthwise
 from training.train import TrainSettings, model_config
-
-SAMPLE_RATE = 16000
 
 
 def training_step(model, optimizer, generator: torch.Generator) -> float:

@@ -40,7 +40,6 @@ class FFTDepthwiseConv1d(nn.Conv1d):
 def replaceable(conv: nn.Module) -> bool:
     return (
         type(conv) is nn.Conv1d
-        and conv.in_channels == conv.out_channels
         and is_depthwise(conv.weight, conv.groups, conv.stride[0])
         and isinstance(conv.padding, tuple)
         and conv.padding_mode == "zeros"
