@@ -29,6 +29,7 @@ import torch
 
 from quantizer.manifest import SAMPLE_RATE, load_audio, read_manifest
 from quantizer.nemo_configs import ENGLISH_LABELS, build_nemo_model, quartznet_config
+from training.augment import change_speed, draw_factors, stretch_frames
 from training.data import duration_batches
 from training.fft_conv import use_fft_depthwise
 from training.teacher import STATS, TEACHER_DIM, frames_key
@@ -58,6 +59,7 @@ class TrainSettings:
     anneal_to: int = 0
     teacher: str = ""  # directory of training.teacher frames; "" trains on CTC alone
     distill_weight: float = 0.5
+    speed_range: float = 0.0  # each utterance at speed 1 - r, 1 or 1 + r, drawn per batch (0: off)
     spec_augment: dict = field(
         default_factory=lambda: {"freq_masks": 2, "time_masks": 2, "freq_width": 15, "time_width": 0.05}
     )
@@ -97,8 +99,8 @@ def _save(path: Path, payload: dict) -> None:
     os.replace(temporary, path)  # a crash mid-write leaves the previous checkpoint intact
 
 
-def _batch(utterances, labels: list[str]):
-    audio = [load_audio(u.audio) for u in utterances]
+def _batch(utterances, labels: list[str], speeds: list[float]):
+    audio = [change_speed(load_audio(u.audio), speed) for u, speed in zip(utterances, speeds, strict=True)]
     samples = torch.tensor([len(a) for a in audio])
     signal = torch.zeros(len(audio), int(samples.max()))
     for b, a in enumerate(audio):
@@ -118,16 +120,17 @@ class TeacherTargets:
         stats = np.load(self.directory / STATS)
         self.mean, self.std = stats["mean"], stats["std"]
 
-    def batch(self, utterances, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """targets [B, 384, frames] float32 and mask [B, frames] bool."""
+    def batch(self, utterances, frames: int, speeds: list[float]) -> tuple[torch.Tensor, torch.Tensor]:
+        """targets [B, 384, frames] float32 and mask [B, frames] bool, for utterances played at speeds."""
         targets = torch.zeros(len(utterances), TEACHER_DIM, frames)
         mask = torch.zeros(len(utterances), frames, dtype=torch.bool)
-        for b, utterance in enumerate(utterances):
+        for b, (utterance, speed) in enumerate(zip(utterances, speeds, strict=True)):
             path = self.directory / f"{frames_key(utterance.audio)}.npy"
             if path.exists():
                 teacher = (np.load(path).astype(np.float32) - self.mean) / self.std  # [T, 384]
-                n = min(frames, len(teacher))
-                targets[b, :, :n] = torch.from_numpy(teacher[:n].T)
+                stretched = stretch_frames(torch.from_numpy(teacher.T), speed)  # [384, T']
+                n = min(frames, stretched.shape[-1])
+                targets[b, :, :n] = stretched[:, :n]
                 mask[b, :n] = True
         return targets, mask
 
@@ -172,7 +175,8 @@ def train(settings: TrainSettings) -> dict:
     with open(out / LOG, "a") as log:
         while True:
             for batch in duration_batches(utterances, settings.batch_seconds, rng):
-                signal, samples, targets, target_lengths = _batch(batch, labels)
+                speeds = draw_factors(len(batch), settings.speed_range, rng)
+                signal, samples, targets, target_lengths = _batch(batch, labels, speeds)
                 for group in (g for o in optimizers for g in o.param_groups):
                     group["lr"] = learning_rate(settings, step)
                 log_probs, encoded_lengths, _ = model.forward(input_signal=signal, input_signal_length=samples)
@@ -187,7 +191,7 @@ def train(settings: TrainSettings) -> dict:
                 loss, distill = ctc, None
                 if teacher:
                     frames = encoded["output"].shape[-1]
-                    teacher_frames, mask = teacher.batch(batch, frames)
+                    teacher_frames, mask = teacher.batch(batch, frames, speeds)
                     mask &= torch.arange(frames)[None, :] < encoded_lengths[:, None]
                     distill = distillation_loss(head(encoded["output"]), teacher_frames, mask)
                     loss = ctc + settings.distill_weight * distill
@@ -237,7 +241,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores); 1 leaves a core free")
     defaults = TrainSettings([], "")
     tunable = ("channels", "repeat", "lr", "batch_seconds", "minutes", "steps", "save_minutes", "seed")
-    tunable += ("anneal_from", "anneal_to", "teacher", "distill_weight", "dropout")
+    tunable += ("anneal_from", "anneal_to", "teacher", "distill_weight", "dropout", "speed_range")
     for name in tunable:
         value = getattr(defaults, name)
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
