@@ -55,7 +55,7 @@ class Engine:
         if model.filterbank is None or model.window is None:
             raise ValueError(f"{model_dir}: the checkpoint stored no mel filterbank/window")
         self.labels = model.labels
-        self.front_end = LogMelFrontEnd(model.preprocessor, model.filterbank, model.window)
+        self.front_end = LogMelFrontEnd.of(model)
         self.recognizer = Recognizer(model_dir, backend, device, threads, memory_arena=False)
         self.logit_scale = model.nodes[-1].scale if backend == "integer" else 1.0
         self.sample_rate = self.front_end.sample_rate

@@ -17,14 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
+from quantizer.features import LogMelFrontEnd
 from quantizer.integer_model import IntegerModel
 from quantizer.nemo_configs import quartznet_config, save_nemo_model
 from quantizer.onnx_export import BACKEND_FILES, write_backends
 from quantizer.pipeline import CalibrationSettings, quantize_checkpoint
 from quantizer.runtime import Recognizer, device_for
 from quantizer.synthetic import SyntheticSettings
-
-FRAMES_PER_SECOND = 100  # 10 ms feature hop
 
 
 def prepare(work: Path) -> Path:
@@ -56,12 +55,12 @@ def main() -> None:
     folder = args.model or prepare(args.work)
     backends = list(BACKEND_FILES)
     recognizers = {b: Recognizer(folder, b, device_for(b, args.device), args.threads) for b in backends}
-    feat_in = IntegerModel.load(folder).feat_in
+    model = IntegerModel.load(folder)
     sizes = {b: (folder / BACKEND_FILES[b]).stat().st_size for b in backends}
-    frames = int(args.seconds * FRAMES_PER_SECOND)
+    frames = int(args.seconds * LogMelFrontEnd.of(model).frames_per_second)
     rows = {}
     for batch in args.batches:
-        features = np.random.default_rng(0).normal(size=(batch, feat_in, frames)).astype(np.float32)
+        features = np.random.default_rng(0).normal(size=(batch, model.feat_in, frames)).astype(np.float32)
         lengths = np.full(batch, frames, np.int64)
         times: dict[str, list[float]] = {b: [] for b in backends}
         for recognizer in recognizers.values():  # warm-up

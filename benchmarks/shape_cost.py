@@ -18,10 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from app.shapes import ShapeBuckets
+from quantizer.features import LogMelFrontEnd
 from quantizer.integer_model import IntegerModel
 from quantizer.runtime import Recognizer
-
-FRAMES_PER_SECOND = 100  # 10 ms feature hop
 
 
 def timed_pass(recognizer: Recognizer, batches: list[tuple[np.ndarray, np.ndarray]]) -> float:
@@ -41,14 +40,15 @@ def main() -> None:
     parser.add_argument("--window-seconds", type=float, default=20.0, help="the service's QASR_CHUNK_SECONDS")
     parser.add_argument("--max-batch", type=int, default=8, help="the service's QASR_MAX_BATCH_SIZE")
     args = parser.parse_args()
-    bins = IntegerModel.load(args.model).feat_in
+    front_end = LogMelFrontEnd.of(IntegerModel.load(args.model))
+    bins, frames_per_second = front_end.bins, front_end.frames_per_second
     rng = np.random.default_rng(0)
-    frames = np.linspace(2 * FRAMES_PER_SECOND, args.window_seconds * FRAMES_PER_SECOND, args.lengths).astype(int)
+    frames = np.linspace(2 * frames_per_second, args.window_seconds * frames_per_second, args.lengths).astype(int)
     utterances = [(rng.standard_normal((1, bins, t)).astype(np.float32), np.array([t])) for t in frames]
     # Two sessions, so that the padded one has seen none of the raw lengths.
     raw = Recognizer(args.model, args.backend, args.device, args.threads)
     padded = Recognizer(args.model, args.backend, args.device, args.threads)
-    buckets = ShapeBuckets(int(args.window_seconds * FRAMES_PER_SECOND) + 1, args.max_batch)
+    buckets = ShapeBuckets(int(args.window_seconds * frames_per_second) + 1, args.max_batch)
     warm_up = timed_pass(padded, [(np.zeros((b, bins, t), np.float32), np.full(b, t)) for b, t in buckets.shapes()])
     bucketed = [buckets.pad(f, n) for f, n in utterances]
     print(f"{args.backend} on {raw.provider}, {args.lengths} lengths of 2-{args.window_seconds:g} s, ms")

@@ -48,7 +48,7 @@ def evaluate(
     utterances = read_manifest(manifest, model.labels)
     if not utterances:
         raise ValueError(f"{manifest}: no utterance with text in the model's vocabulary")
-    front_end = LogMelFrontEnd(model.preprocessor, model.filterbank, model.window)
+    front_end = LogMelFrontEnd.of(model)
     recognizer = Recognizer(model_dir, backend, device=device, threads=threads)
     hypotheses = transcribe(recognizer, front_end, model.labels, utterances, batch)
     references = [u.text for u in utterances]

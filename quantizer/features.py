@@ -51,6 +51,15 @@ class LogMelFrontEnd:
         self.filterbank = torch.from_numpy(np.asarray(filterbank, np.float32).reshape(-1, self.n_fft // 2 + 1))
         self.window = torch.from_numpy(np.asarray(window, np.float32))
 
+    @classmethod
+    def of(cls, model) -> LogMelFrontEnd:
+        """The front end stored with a quantized model (an IntegerModel: preprocessor, filterbank, window)."""
+        return cls(model.preprocessor, model.filterbank, model.window)
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.sample_rate / self.hop
+
     @property
     def bins(self) -> int:
         return int(self.filterbank.shape[0])
