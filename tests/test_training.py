@@ -66,9 +66,12 @@ def test_teacher_frames_missing_for_an_utterance_are_masked(tmp_path):
     first, second = read_manifest(manifest, ENGLISH_LABELS)
     np.save(tmp_path / f"{frames_key(first.audio)}.npy", np.ones((10, TEACHER_DIM), np.float16))
     np.savez(tmp_path / STATS, mean=np.zeros(TEACHER_DIM), std=np.full(TEACHER_DIM, 2.0))
-    targets, mask = TeacherTargets(tmp_path).batch([first, second], frames=12)
+    teacher = TeacherTargets(tmp_path)
+    targets, mask = teacher.batch([first, second], frames=12, speeds=[1.0, 1.0])
     assert mask.sum(dim=1).tolist() == [10, 0]
     assert torch.all(targets[0, :, :10] == 0.5) and torch.all(targets[:, :, 10:] == 0)
+    _, faster = teacher.batch([first, second], frames=12, speeds=[1.1, 0.9])
+    assert faster.sum(dim=1).tolist() == [9, 0]  # 10 frames played 1.1x as fast
 
 
 def test_annealing_takes_the_learning_rate_linearly_to_zero(tmp_path):
