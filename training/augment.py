@@ -22,7 +22,7 @@ def speed_factors(speed_range: float) -> tuple[float, ...]:
 
 def draw_factors(count: int, speed_range: float, rng: random.Random) -> list[float]:
     """One speed factor per utterance of a batch."""
-    if not speed_range:
+    if not speed_range:  # draws nothing, so a run without perturbation keeps its batch order
         return [1.0] * count
     return [rng.choice(speed_factors(speed_range)) for _ in range(count)]
 
