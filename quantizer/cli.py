@@ -15,6 +15,7 @@ from quantizer.onnx_export import write_backends
 from quantizer.pipeline import CalibrationSettings, quantize_checkpoint
 from quantizer.quantize import QuantSettings
 from quantizer.runtime import BACKENDS, DEVICES, ProviderError, device_for
+from quantizer.significance import paired_bootstrap_interval
 from quantizer.synthetic import SyntheticSettings
 
 REPORT_FILE = "report.json"
@@ -121,12 +122,21 @@ def _eval(args: argparse.Namespace) -> int:
             for result in results:
                 print(f"{audio.name}\t{result.backend}\t{result.hypotheses[i]}")
     print(f"{len(results[0].references)} utterances, {results[0].seconds / 60:.1f} min of audio")
-    print("| backend | provider | WER % | CER % | WER change vs first |")
-    print("| --- | --- | --- | --- | --- |")
+    first = results[0]
+    print("| backend | provider | WER % | CER % | WER change vs first | 95 % interval of the change |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for result in results:
-        change = 100 * (result.wer - results[0].wer)
+        change = 100 * (result.wer - first.wer)
         provider = result.provider.removesuffix("ExecutionProvider")
-        print(f"| {result.backend} | {provider} | {100 * result.wer:.2f} | {100 * result.cer:.2f} | {change:+.2f} |")
+        interval = ""
+        if result is not first:
+            low, high = paired_bootstrap_interval(first.edits, result.edits, first.words)
+            interval = f"{100 * low:+.2f} .. {100 * high:+.2f}"
+        print(
+            f"| {result.backend} | {provider} | {100 * result.wer:.2f} | {100 * result.cer:.2f} | {change:+.2f} "
+            f"| {interval} |"
+        )
+    print("(interval: paired bootstrap over utterances, 10,000 resamples)")
     return 0
 
 

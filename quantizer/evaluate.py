@@ -6,12 +6,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jiwer
+import numpy as np
 
 from quantizer.ctc import greedy_text
 from quantizer.features import LogMelFrontEnd, pad_audio
 from quantizer.integer_model import IntegerModel
 from quantizer.manifest import Utterance, load_audio, read_manifest
 from quantizer.runtime import Recognizer
+from quantizer.significance import word_errors
 
 
 @dataclass
@@ -24,6 +26,8 @@ class Evaluation:
     hypotheses: list[str]
     audio: list[Path]
     seconds: float  # audio evaluated
+    edits: np.ndarray  # word edits per utterance, [utterances]
+    words: np.ndarray  # reference words per utterance, [utterances]
 
 
 def transcribe(
@@ -52,6 +56,7 @@ def evaluate(
     recognizer = Recognizer(model_dir, backend, device=device, threads=threads)
     hypotheses = transcribe(recognizer, front_end, model.labels, utterances, batch)
     references = [u.text for u in utterances]
+    edits, words = word_errors(references, hypotheses)
     return Evaluation(
         backend=backend,
         provider=recognizer.provider,
@@ -61,4 +66,6 @@ def evaluate(
         hypotheses=hypotheses,
         audio=[u.audio for u in utterances],
         seconds=sum(u.seconds for u in utterances),
+        edits=edits,
+        words=words,
     )

@@ -41,6 +41,7 @@ def test_evaluation_scores_each_backend_against_the_manifest(tone_model):
     assert fp32.references == [u.text for u in read_manifest(manifest, ENGLISH_LABELS)]
     assert len(integer.hypotheses) == len(integer.references) == 8
     assert 0.0 <= integer.cer <= 1.0 and 0.0 <= fp32.wer
+    assert integer.edits.sum() / integer.words.sum() == pytest.approx(integer.wer)
     assert integer.seconds == pytest.approx(8 * 3 * (4000 + 1600) / 16000)  # 3 tones + pauses each
 
 
@@ -49,6 +50,10 @@ def test_eval_cli_compares_backends_side_by_side(tone_model, capsys):
     assert main(["eval", "--model", str(model_dir), "--manifest", manifest, "--per-utterance"]) == 0
     out = capsys.readouterr().out
     assert "| fp32 | CPU |" in out and "| integer | CPU |" in out and "\tref\t" in out
+    integer_row = next(line for line in out.splitlines() if line.startswith("| integer |"))
+    low, high = (float(x) for x in integer_row.split("|")[6].split(".."))
+    change = float(integer_row.split("|")[5])
+    assert low <= change <= high
 
 
 def test_eval_cli_names_a_missing_gpu_provider(tone_model, capsys):
