@@ -11,6 +11,8 @@ from pathlib import Path
 from quantizer.calibrate import CALIBRATION_METHODS
 from quantizer.checkpoint import CheckpointError, UnsupportedModelError
 from quantizer.evaluate import evaluate
+from quantizer.integer_model import IntegerModel
+from quantizer.lexicon import DECODERS, LexiconDecoder, LexiconSettings
 from quantizer.onnx_export import write_backends
 from quantizer.pipeline import CalibrationSettings, quantize_checkpoint
 from quantizer.quantize import QuantSettings
@@ -109,20 +111,36 @@ def _add_eval(commands) -> None:
     parser.add_argument(
         "--device", choices=DEVICES, default="cpu", help="for qdq and fp32; integer and int8 run on the CPU only"
     )
+    lexicon = LexiconSettings()
+    parser.add_argument(
+        "--decoder",
+        choices=DECODERS,
+        default="greedy",
+        help="greedy CTC, or beam search over English words with a unigram language model",
+    )
+    parser.add_argument("--lm-weight", type=float, default=lexicon.lm_weight, help="lexicon: weight of ln P(word)")
+    parser.add_argument("--word-score", type=float, default=lexicon.word_score, help="lexicon: added per word")
+    parser.add_argument("--beam", type=int, default=lexicon.beam, help="lexicon: hypotheses kept per frame")
+    parser.add_argument("--words", type=int, default=lexicon.words, help="lexicon: most frequent English words")
 
 
 def _eval(args: argparse.Namespace) -> int:
     backends = args.backend or ["fp32", "integer"]
+    lexicon = None
+    if args.decoder == "lexicon":
+        settings = LexiconSettings(args.words, args.lm_weight, args.word_score, args.beam)
+        lexicon = LexiconDecoder(IntegerModel.load(args.model).labels, settings)
     results = [
-        evaluate(args.model, args.manifest, b, args.batch, args.threads, device_for(b, args.device)) for b in backends
+        evaluate(args.model, args.manifest, b, args.batch, args.threads, device_for(b, args.device), lexicon)
+        for b in backends
     ]
     if args.per_utterance:
         for i, audio in enumerate(results[0].audio):
             print(f"{audio.name}\tref\t{results[0].references[i]}")
             for result in results:
                 print(f"{audio.name}\t{result.backend}\t{result.hypotheses[i]}")
-    print(f"{len(results[0].references)} utterances, {results[0].seconds / 60:.1f} min of audio")
     first = results[0]
+    print(f"{len(first.references)} utterances, {first.seconds / 60:.1f} min of audio, {args.decoder} decoding")
     print("| backend | provider | WER % | CER % | WER change vs first | 95 % interval of the change |")
     print("| --- | --- | --- | --- | --- | --- |")
     for result in results:

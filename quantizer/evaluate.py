@@ -11,6 +11,7 @@ import numpy as np
 from quantizer.ctc import greedy_text
 from quantizer.features import LogMelFrontEnd, pad_audio
 from quantizer.integer_model import IntegerModel
+from quantizer.lexicon import LexiconDecoder, log_softmax
 from quantizer.manifest import Utterance, load_audio, read_manifest
 from quantizer.runtime import Recognizer
 from quantizer.significance import word_errors
@@ -31,21 +32,39 @@ class Evaluation:
 
 
 def transcribe(
-    recognizer: Recognizer, front_end: LogMelFrontEnd, labels: list[str], utterances: list[Utterance], batch: int
+    recognizer: Recognizer,
+    front_end: LogMelFrontEnd,
+    labels: list[str],
+    utterances: list[Utterance],
+    batch: int,
+    lexicon: LexiconDecoder | None = None,
+    logit_scale: float = 1.0,
 ) -> list[str]:
-    """Greedy transcripts, batched in manifest order (padded batches give what each gives alone)."""
+    """Transcripts, batched in manifest order (padded batches give what each gives alone): greedy,
+    or by lexicon beam search over the logits (times logit_scale: the integer graph's are codes)."""
     hypotheses = []
     for start in range(0, len(utterances), batch):
         audio = [load_audio(u.audio) for u in utterances[start : start + batch]]
         features, frames = front_end(*pad_audio(audio))
-        result = recognizer(features, frames)
-        hypotheses += [greedy_text(t, n, labels) for t, n in zip(result.tokens, result.lengths, strict=True)]
+        result = recognizer(features, frames, with_logits=lexicon is not None)
+        for b, length in enumerate(result.lengths):
+            tokens = result.tokens[b]
+            if lexicon is not None:
+                tokens = lexicon.best_path(log_softmax(result.logits[b, :, :length].T * np.float32(logit_scale)))
+            hypotheses.append(greedy_text(tokens, length, labels))
     return hypotheses
 
 
 def evaluate(
-    model_dir: str | Path, manifest: str | Path, backend: str, batch: int = 8, threads: int = 0, device: str = "cpu"
+    model_dir: str | Path,
+    manifest: str | Path,
+    backend: str,
+    batch: int = 8,
+    threads: int = 0,
+    device: str = "cpu",
+    lexicon: LexiconDecoder | None = None,
 ) -> Evaluation:
+    """Transcribe a manifest with one backend (greedy, or with the lexicon beam search) and score it."""
     model = IntegerModel.load(model_dir)
     if model.filterbank is None or model.window is None:
         raise ValueError(f"{model_dir}: the checkpoint stored no mel filterbank/window, so features cannot be made")
@@ -54,7 +73,8 @@ def evaluate(
         raise ValueError(f"{manifest}: no utterance with text in the model's vocabulary")
     front_end = LogMelFrontEnd.of(model)
     recognizer = Recognizer(model_dir, backend, device=device, threads=threads)
-    hypotheses = transcribe(recognizer, front_end, model.labels, utterances, batch)
+    logit_scale = model.nodes[-1].scale if backend == "integer" else 1.0
+    hypotheses = transcribe(recognizer, front_end, model.labels, utterances, batch, lexicon, logit_scale)
     references = [u.text for u in utterances]
     edits, words = word_errors(references, hypotheses)
     return Evaluation(

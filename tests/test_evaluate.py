@@ -4,6 +4,7 @@ import pytest
 from quantizer.cli import main
 from quantizer.ctc import greedy_text
 from quantizer.evaluate import evaluate
+from quantizer.lexicon import LexiconDecoder, LexiconSettings
 from quantizer.manifest import read_manifest
 from quantizer.nemo_configs import ENGLISH_LABELS
 from quantizer.onnx_export import write_backends
@@ -54,6 +55,17 @@ def test_eval_cli_compares_backends_side_by_side(tone_model, capsys):
     low, high = (float(x) for x in integer_row.split("|")[6].split(".."))
     change = float(integer_row.split("|")[5])
     assert low <= change <= high
+
+
+def test_eval_cli_lexicon_decoding_spells_only_lexicon_words(tone_model, capsys):
+    model_dir, manifest = tone_model
+    arguments = ["eval", "--model", str(model_dir), "--manifest", manifest, "--backend", "integer"]
+    assert main(arguments + ["--per-utterance", "--decoder", "lexicon", "--words", "20000"]) == 0
+    out = capsys.readouterr().out
+    assert "lexicon decoding" in out
+    hypotheses = [line.split("\t")[2] for line in out.splitlines() if "\tinteger\t" in line]
+    lexicon = set(LexiconDecoder(ENGLISH_LABELS, LexiconSettings(words=20000)).words)
+    assert len(hypotheses) == 8 and all(set(h.split()) <= lexicon for h in hypotheses)
 
 
 def test_eval_cli_names_a_missing_gpu_provider(tone_model, capsys):

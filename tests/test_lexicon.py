@@ -1,0 +1,84 @@
+import numpy as np
+import pytest
+
+from quantizer.ctc import greedy_text
+from quantizer.lexicon import LexiconDecoder, LexiconSettings, english_unigrams, log_softmax
+from quantizer.nemo_configs import ENGLISH_LABELS
+
+BLANK = len(ENGLISH_LABELS)
+LIKELY, UNLIKELY = 0.0, -8.0  # logits
+
+
+@pytest.fixture(scope="module")
+def decoder():
+    return LexiconDecoder(ENGLISH_LABELS, LexiconSettings(words=20_000))
+
+
+def frames_spelling(*frames: dict[str, float]) -> np.ndarray:
+    """Log-probabilities [T', classes]: each frame gives its listed labels ('-' is blank) these logits."""
+    logits = np.full((len(frames), BLANK + 1), UNLIKELY, np.float32)
+    for t, choices in enumerate(frames):
+        for label, logit in choices.items():
+            logits[t, BLANK if label == "-" else ENGLISH_LABELS.index(label)] = logit
+    return log_softmax(logits)
+
+
+def spell(text: str) -> list[dict[str, float]]:
+    """One confident frame per character, a blank between repeated letters."""
+    frames = []
+    for i, c in enumerate(text):
+        if i and text[i - 1] == c:
+            frames.append({"-": LIKELY})
+        frames.append({c: LIKELY})
+    return frames + [{"-": LIKELY}]
+
+
+def text_of(decoder: LexiconDecoder, log_probabilities: np.ndarray) -> str:
+    path = decoder.best_path(log_probabilities)
+    assert path.shape == (len(log_probabilities),)
+    return " ".join(greedy_text(path, len(path), ENGLISH_LABELS).split())
+
+
+def test_english_unigrams_are_spellable_and_a_distribution():
+    words, log_probabilities = english_unigrams(ENGLISH_LABELS, 5_000)
+    assert words[0] == "the" and len(words) > 4_000
+    assert all(set(w) <= set(ENGLISH_LABELS) - {" "} for w in words)
+    assert np.exp(log_probabilities.astype(np.float64)).sum() == pytest.approx(1.0)
+    assert (np.diff(log_probabilities) <= 1e-6).all()  # most frequent first
+
+
+def test_confidently_spelt_words_come_out_as_they_are(decoder):
+    frames = frames_spelling(*spell("good morning"))
+    assert text_of(decoder, frames) == "good morning"
+    assert greedy_text(frames.argmax(1), len(frames), ENGLISH_LABELS) == "good morning"
+
+
+def test_a_near_miss_becomes_the_word_greedy_decoding_misspells(decoder):
+    *start, last = spell("the cat")[:3]
+    frames = frames_spelling(*start, {"w": LIKELY, "e": LIKELY - 0.5}, *spell(" cat"))
+    assert greedy_text(frames.argmax(1), len(frames), ENGLISH_LABELS) == "thw cat"
+    assert text_of(decoder, frames) == "the cat"
+
+
+def test_the_language_model_outweighs_a_small_acoustic_preference_for_a_rare_word():
+    frames = frames_spelling({"t": LIKELY}, {"h": LIKELY}, {"y": LIKELY, "e": LIKELY - 0.5}, {"-": LIKELY})
+    acoustic_only = LexiconDecoder(ENGLISH_LABELS, LexiconSettings(words=20_000, lm_weight=0.0))
+    weighted = LexiconDecoder(ENGLISH_LABELS, LexiconSettings(words=20_000, lm_weight=0.5))
+    assert text_of(acoustic_only, frames) == "thy"
+    assert text_of(weighted, frames) == "the"
+
+
+def test_the_last_word_ends_without_a_space_frame(decoder):
+    """Transcripts end without a space, so the model emits none after the last word."""
+    frames = frames_spelling(*spell("hello world")[:-1])  # the last frame emits the final d
+    assert text_of(decoder, frames) == "hello world"
+
+
+def test_no_frames_give_no_path_and_wrong_class_counts_are_refused(decoder):
+    assert decoder.best_path(np.zeros((0, BLANK + 1), np.float32)).shape == (0,)
+    with pytest.raises(ValueError, match="classes per frame"):
+        decoder.best_path(np.zeros((5, BLANK), np.float32))
+
+
+def test_too_few_frames_for_any_word_give_silence(decoder):
+    assert text_of(decoder, frames_spelling({"-": LIKELY})) == ""
