@@ -121,6 +121,7 @@ def load_model(state: ServiceState) -> None:
         window_seconds=s.chunk_seconds,
         max_batch=s.max_batch_size,
         pad_shapes=s.pad_shapes,
+        lexicon=s.lexicon(),
     )
     if state.engine.buckets is not None:
         log.info("%d input shapes warmed up in %.1f s", len(state.engine.buckets.shapes()), state.engine.warmup_s)
@@ -259,7 +260,7 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
         )
         metrics.queue_depth.set(state.batcher.queued + len(windows))
         results = await state.batcher.recognise([audio.samples[w.start : w.stop] for w in windows])
-        words, timings = decode(engine, windows, results)
+        words, timings = await asyncio.to_thread(decode, engine, windows, results)
         total_s = time.perf_counter() - start
         for stage, seconds in (
             ("decode", decode_s),
@@ -300,6 +301,7 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
                 "status": "ready",
                 "model": settings.model_name,
                 "backend": settings.backend,
+                "decoder": settings.decoder,
                 "provider": state.engine.recognizer.provider,
                 "from_cache": state.prepared.from_cache,
             }
@@ -345,6 +347,7 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
             "duration": round(result.duration, 3),
             "model": settings.model_name,
             "backend": settings.backend,
+            "decoder": settings.decoder,
             "provider": state.engine.recognizer.provider,
             "timings_ms": {
                 k: round(v * 1000, 2)

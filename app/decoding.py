@@ -1,4 +1,4 @@
-"""CTC greedy decoding with word times and confidences from per-frame scores."""
+"""Words with times and confidences from a CTC path (greedy or lexicon beam search) and its frame scores."""
 
 from __future__ import annotations
 
@@ -6,32 +6,33 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from quantizer.ctc import log_softmax
+
 
 @dataclass(frozen=True)
 class Word:
     word: str
     start: float  # seconds
     end: float  # seconds
-    confidence: float  # mean over the word's emitting frames of the top class probability, 0-1
+    confidence: float  # mean over the word's emitting frames of the probability of the class emitted, 0-1
 
 
 def transcript(words: list[Word]) -> str:
     return " ".join(w.word for w in words)
 
 
-def frame_scores(logits: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """logits [classes, T'] (integer codes times scale, or float with scale 1) ->
-    (argmax class [T'], its softmax probability [T'])."""
-    values = logits.astype(np.float32) * np.float32(scale)
-    values -= values.max(axis=0, keepdims=True)
-    probabilities = np.exp(values)
-    probabilities /= probabilities.sum(axis=0, keepdims=True)
-    best = probabilities.argmax(axis=0)
-    return best, probabilities[best, np.arange(probabilities.shape[1])]
+def frame_log_probabilities(logits: np.ndarray, scale: float) -> np.ndarray:
+    """logits [classes, T'] (integer codes times scale, or float with scale 1) -> float32 [T', classes]."""
+    return log_softmax(logits.T.astype(np.float32) * np.float32(scale))
 
 
-def greedy_words(tokens: np.ndarray, probabilities: np.ndarray, labels: list[str], frame_seconds: float) -> list[Word]:
-    """tokens [T'] argmax classes (blank = len(labels)), probabilities [T'] -> words in order.
+def path_probabilities(log_probabilities: np.ndarray, path: np.ndarray) -> np.ndarray:
+    """log_probabilities [T', classes], path [T'] classes -> each frame's probability of its class [T']."""
+    return np.exp(log_probabilities[np.arange(len(path)), path])
+
+
+def path_words(tokens: np.ndarray, probabilities: np.ndarray, labels: list[str], frame_seconds: float) -> list[Word]:
+    """tokens [T'] a CTC path's classes (blank = len(labels)), probabilities [T'] -> words in order.
 
     A character spans the consecutive frames that emit it; a word runs from its first character's
     first frame to its last character's last frame; spaces separate words."""

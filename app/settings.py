@@ -8,6 +8,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.shapes import PAD_SHAPES
+from quantizer.lexicon import DECODERS, LexiconSettings
 from quantizer.runtime import BACKENDS, DEVICES
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -23,6 +24,12 @@ class Settings(BaseSettings):
     backend: str = Field("integer", description=f"one of {', '.join(BACKENDS)}")
     device: str = Field("auto", description=f"one of {', '.join(DEVICES)}")
     threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads (0: all cores)")
+    decoder: str = Field(
+        "greedy", description="greedy, or lexicon: beam search over English words with word frequencies"
+    )
+    lm_weight: float = Field(LexiconSettings().lm_weight, ge=0, description="lexicon decoder: weight of ln P(word)")
+    word_score: float = Field(LexiconSettings().word_score, description="lexicon decoder: added per word")
+    beam: int = Field(LexiconSettings().beam, ge=1, le=1000, description="lexicon decoder: hypotheses kept per frame")
 
     # Zero-shot calibration of the startup job (see `qasr quantize --help`).
     calib_samples: int = Field(8, ge=1)
@@ -56,9 +63,17 @@ class Settings(BaseSettings):
         """Reject impossible combinations with a message naming the variable."""
         if self.backend not in BACKENDS:
             raise ValueError(f"QASR_BACKEND={self.backend!r}: choose one of {', '.join(BACKENDS)}")
+        if self.decoder not in DECODERS:
+            raise ValueError(f"QASR_DECODER={self.decoder!r}: choose one of {', '.join(DECODERS)}")
         if self.device not in DEVICES:
             raise ValueError(f"QASR_DEVICE={self.device!r}: choose one of {', '.join(DEVICES)}")
         if self.pad_shapes not in PAD_SHAPES:
             raise ValueError(f"QASR_PAD_SHAPES={self.pad_shapes!r}: choose one of {', '.join(PAD_SHAPES)}")
         if self.chunk_overlap_seconds * 2 >= self.chunk_seconds:
             raise ValueError("QASR_CHUNK_OVERLAP_SECONDS must be less than half of QASR_CHUNK_SECONDS")
+
+    def lexicon(self) -> LexiconSettings | None:
+        """The lexicon decoder's settings, or None for greedy decoding."""
+        if self.decoder != "lexicon":
+            return None
+        return LexiconSettings(lm_weight=self.lm_weight, word_score=self.word_score, beam=self.beam)

@@ -8,17 +8,17 @@ from pathlib import Path
 
 import numpy as np
 
-from app.decoding import Word, frame_scores, greedy_words
+from app.decoding import Word, frame_log_probabilities, path_probabilities, path_words
 from app.shapes import PAD_SHAPES, ShapeBuckets
 from quantizer.features import LogMelFrontEnd, pad_audio
 from quantizer.integer_model import IntegerModel
+from quantizer.lexicon import LexiconDecoder, LexiconSettings
 from quantizer.runtime import Recognizer
 
 
 @dataclass
 class WindowResult:
-    tokens: np.ndarray  # int64 [T'] argmax class per output frame
-    probabilities: np.ndarray  # float32 [T']
+    log_probabilities: np.ndarray  # float32 [T', classes]
     batch_id: int
     batch_size: int
     features_s: float  # seconds the whole batch spent in the front end
@@ -45,16 +45,19 @@ class Engine:
         window_seconds: float = 20.0,
         max_batch: int = 8,
         pad_shapes: str = "auto",
+        lexicon: LexiconSettings | None = None,
     ):
         """window_seconds, max_batch: the longest window and largest batch `run` will get.
         pad_shapes: pad batches to a few shapes, each run once here (see app.shapes); `auto` does
-        so on GPU providers only, where every new shape costs seconds."""
+        so on GPU providers only, where every new shape costs seconds.
+        lexicon: decode by lexicon beam search with these settings instead of greedily."""
         if pad_shapes not in PAD_SHAPES:
             raise ValueError(f"pad_shapes={pad_shapes!r}: choose one of {', '.join(PAD_SHAPES)}")
         model = IntegerModel.load(model_dir)
         if model.filterbank is None or model.window is None:
             raise ValueError(f"{model_dir}: the checkpoint stored no mel filterbank/window")
         self.labels = model.labels
+        self.lexicon = LexiconDecoder(model.labels, lexicon) if lexicon is not None else None
         self.front_end = LogMelFrontEnd.of(model)
         self.recognizer = Recognizer(model_dir, backend, device, threads, memory_arena=False)
         self.logit_scale = model.nodes[-1].scale if backend == "integer" else 1.0
@@ -98,9 +101,15 @@ class Engine:
         results = []
         for b in range(len(windows)):
             valid = int(result.lengths[b])
-            tokens, probabilities = frame_scores(result.logits[b, :, :valid], self.logit_scale)
-            results.append(WindowResult(tokens, probabilities, batch_id, len(windows), features_s, inference_s))
+            log_probabilities = frame_log_probabilities(result.logits[b, :, :valid], self.logit_scale)
+            results.append(WindowResult(log_probabilities, batch_id, len(windows), features_s, inference_s))
         return results
+
+    def best_path(self, log_probabilities: np.ndarray) -> np.ndarray:
+        """[T', classes] -> CTC path [T']: the lexicon beam search's, or each frame's argmax."""
+        if self.lexicon is not None:
+            return self.lexicon.best_path(log_probabilities)
+        return log_probabilities.argmax(axis=1)
 
 
 @dataclass(frozen=True)
@@ -131,21 +140,23 @@ def plan_windows(total: int, window: int, overlap: int, frame: int) -> list[Wind
         start += step
 
 
-def stitch(windows: list[Window], results: list[WindowResult]) -> tuple[np.ndarray, np.ndarray]:
-    """Concatenate the kept frames of each window -> tokens [T'], probabilities [T']."""
-    tokens = [r.tokens[w.keep_from : w.keep_to] for w, r in zip(windows, results, strict=True)]
-    probabilities = [r.probabilities[w.keep_from : w.keep_to] for w, r in zip(windows, results, strict=True)]
-    return np.concatenate(tokens), np.concatenate(probabilities)
+def stitch(windows: list[Window], results: list[WindowResult]) -> np.ndarray:
+    """Concatenate the kept frames of each window -> log-probabilities [T', classes]."""
+    kept = [r.log_probabilities[w.keep_from : w.keep_to] for w, r in zip(windows, results, strict=True)]
+    return np.concatenate(kept)
 
 
 def decode(engine: Engine, windows: list[Window], results: list[WindowResult]) -> tuple[list[Word], Timings]:
+    """Stitched windows -> words (CPU-bound for lexicon decoding: call it off the event loop)."""
     timings = Timings()
     for result in {r.batch_id: r for r in results}.values():
         timings.features += result.features_s
         timings.inference += result.inference_s
         timings.batch_sizes.append(result.batch_size)
     start = time.perf_counter()
-    tokens, probabilities = stitch(windows, results)
-    words = greedy_words(tokens, probabilities, engine.labels, engine.frame_samples / engine.sample_rate)
+    log_probabilities = stitch(windows, results)
+    path = engine.best_path(log_probabilities)
+    probabilities = path_probabilities(log_probabilities, path)
+    words = path_words(path, probabilities, engine.labels, engine.frame_samples / engine.sample_rate)
     timings.ctc = time.perf_counter() - start
     return words, timings

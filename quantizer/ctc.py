@@ -1,4 +1,4 @@
-"""CTC greedy decoding: per-frame argmax classes -> text."""
+"""CTC: log-probabilities from logits, and greedy decoding of per-frame classes -> text."""
 
 from __future__ import annotations
 
@@ -12,3 +12,10 @@ def greedy_text(tokens: np.ndarray, length: int, labels: list[str]) -> str:
     keep = np.ones(len(valid), bool)
     keep[1:] = valid[1:] != valid[:-1]
     return "".join(labels[t] for t in valid[keep] if t != blank).strip()
+
+
+def log_softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
+    """float32 log-probabilities along axis."""
+    values = logits.astype(np.float32)
+    values = values - values.max(axis=axis, keepdims=True)
+    return values - np.log(np.exp(values).sum(axis=axis, keepdims=True))

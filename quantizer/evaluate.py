@@ -8,10 +8,10 @@ from pathlib import Path
 import jiwer
 import numpy as np
 
-from quantizer.ctc import greedy_text
+from quantizer.ctc import greedy_text, log_softmax
 from quantizer.features import LogMelFrontEnd, pad_audio
 from quantizer.integer_model import IntegerModel
-from quantizer.lexicon import LexiconDecoder, log_softmax
+from quantizer.lexicon import LexiconDecoder
 from quantizer.manifest import Utterance, load_audio, read_manifest
 from quantizer.runtime import Recognizer
 from quantizer.significance import word_errors

@@ -109,9 +109,3 @@ class LexiconDecoder:
         best = search.decode(emissions.ctypes.data, frames + 1, classes)[0]
         return np.asarray(best.tokens[1 : frames + 1], np.int64)  # drop the start and end sentinels
 
-
-def log_softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
-    """float32 log-probabilities along axis."""
-    values = logits.astype(np.float32)
-    values = values - values.max(axis=axis, keepdims=True)
-    return values - np.log(np.exp(values).sum(axis=axis, keepdims=True))

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from app.decoding import frame_scores, greedy_words
+from app.decoding import frame_log_probabilities, path_probabilities, path_words
 from app.transcriber import WindowResult, plan_windows, stitch
 from quantizer.nemo_configs import ENGLISH_LABELS
 
@@ -18,7 +18,7 @@ def ids(text: str) -> list[int]:
 def test_words_take_their_times_and_confidence_from_the_frames_that_emit_them():
     tokens = np.array(ids("__hh_i__ _tt_h_ee__"))
     probabilities = np.linspace(0.5, 0.9, len(tokens)).astype(np.float32)
-    words = greedy_words(tokens, probabilities, ENGLISH_LABELS, FRAME_S)
+    words = path_words(tokens, probabilities, ENGLISH_LABELS, FRAME_S)
     assert [w.word for w in words] == ["hi", "the"]
     assert words[0].start == pytest.approx(2 * FRAME_S) and words[0].end == pytest.approx(6 * FRAME_S)
     assert words[1].start == pytest.approx(10 * FRAME_S) and words[1].end == pytest.approx(17 * FRAME_S)
@@ -26,15 +26,18 @@ def test_words_take_their_times_and_confidence_from_the_frames_that_emit_them():
 
 
 def test_a_letter_repeated_across_a_blank_is_two_letters():
-    words = greedy_words(np.array(ids("s_ee_e")), np.ones(6, np.float32), ENGLISH_LABELS, FRAME_S)
+    words = path_words(np.array(ids("s_ee_e")), np.ones(6, np.float32), ENGLISH_LABELS, FRAME_S)
     assert [w.word for w in words] == ["see"]  # s, ee merged, blank, e
 
 
 def test_integer_logits_are_scaled_before_the_softmax():
     logits = np.array([[100, 0], [0, 300]], np.int32)  # classes x frames
-    best, probability = frame_scores(logits, scale=0.01)
-    assert best.tolist() == [0, 1]
-    assert probability[0] == pytest.approx(1 / (1 + np.exp(-1.0)), rel=1e-5)
+    log_probabilities = frame_log_probabilities(logits, scale=0.01)
+    assert log_probabilities.shape == (2, 2)  # frames x classes
+    assert log_probabilities.argmax(1).tolist() == [0, 1]
+    probabilities = path_probabilities(log_probabilities, np.array([0, 0]))
+    assert probabilities[0] == pytest.approx(1 / (1 + np.exp(-1.0)), rel=1e-5)
+    assert probabilities[1] == pytest.approx(1 / (1 + np.exp(3.0)), rel=1e-5)  # the path's class, not the best
 
 
 @pytest.mark.parametrize("total", [320 * 10, 320 * 200 + 17, 320 * 1000, 320 * 1234 + 5])
@@ -45,9 +48,8 @@ def test_windows_keep_every_output_frame_exactly_once(total):
     assert all(w.stop - w.start <= window and w.start % frame == 0 for w in windows)
     global_frames = [w.start // frame + t for w in windows for t in range(w.keep_from, w.keep_to)]
     assert global_frames == list(range(-(-total // frame)))
-    results = [
-        WindowResult(np.arange(w.start // frame, w.start // frame + w.keep_to), np.zeros(w.keep_to), 0, 1, 0.0, 0.0)
+    results = [  # each frame's one "class" is its global index
+        WindowResult(np.arange(w.start // frame, w.start // frame + w.keep_to, dtype=np.float32)[:, None], 0, 1, 0, 0)
         for w in windows
     ]
-    tokens, _ = stitch(windows, results)
-    assert tokens.tolist() == global_frames
+    assert stitch(windows, results)[:, 0].tolist() == global_frames

@@ -45,6 +45,12 @@ def test_a_bad_pad_shapes_setting_stops_serve_naming_the_variable(tmp_path, quar
     assert "QASR_PAD_SHAPES='sometimes': choose one of auto, on, off" in capsys.readouterr().err
 
 
+def test_an_unknown_decoder_stops_serve_naming_the_variable(tmp_path, quartznet_nemo, capsys):
+    arguments = ["serve", "--model", str(quartznet_nemo), "--cache-dir", str(tmp_path / "cache"), "--decoder", "beam"]
+    assert main(arguments) == 2
+    assert "QASR_DECODER='beam': choose one of greedy, lexicon" in capsys.readouterr().err
+
+
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from quantizer.ctc import greedy_text
-from quantizer.lexicon import LexiconDecoder, LexiconSettings, english_unigrams, log_softmax
+from quantizer.ctc import greedy_text, log_softmax
+from quantizer.lexicon import LexiconDecoder, LexiconSettings, english_unigrams
 from quantizer.nemo_configs import ENGLISH_LABELS
 
 BLANK = len(ENGLISH_LABELS)

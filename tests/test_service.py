@@ -19,9 +19,10 @@ from app.api import create_app
 from app.model_store import COMPLETE_FILE
 from app.settings import Settings
 from app.transcriber import Engine
-from quantizer.ctc import greedy_text
+from quantizer.ctc import greedy_text, log_softmax
 from quantizer.features import LogMelFrontEnd
 from quantizer.integer_model import IntegerModel
+from quantizer.lexicon import LexiconDecoder
 from quantizer.runtime import Recognizer
 
 RATE = 16000
@@ -127,6 +128,29 @@ def test_service_transcript_equals_the_offline_path(client, cache):
     assert raw.json()["text"] == " ".join(expected.split())
 
 
+def test_lexicon_decoding_service_gives_the_offline_beam_search_transcript(quartznet_nemo, cache):
+    """QASR_DECODER=lexicon: the words of the lexicon beam search over the offline path's logits.
+    The toy model knows no English, so a large word score rewards spelling words at all."""
+    wav = encode(speechlike(3.0, seed=3))
+    samples, _ = soundfile.read(io.BytesIO(wav), dtype="float32")  # what the service decodes: 16-bit PCM
+    settings = settings_for(quartznet_nemo, cache, decoder="lexicon", word_score=20.0)
+    service = create_app(settings, exit_on_failure=False)
+    with TestClient(service) as test_client:
+        assert wait_ready(test_client)["decoder"] == "lexicon"
+        body = test_client.post("/v1/transcribe", content=wav).json()
+    folder = next(p for p in cache.iterdir() if (p / COMPLETE_FILE).exists())
+    model = IntegerModel.load(folder)
+    features, frames = LogMelFrontEnd.of(model)(samples[None], np.array([len(samples)]))
+    result = Recognizer(folder, "integer", "cpu", threads=1)(features, frames, with_logits=True)
+    valid = int(result.lengths[0])
+    log_probabilities = log_softmax(result.logits[0, :, :valid].T * np.float32(model.nodes[-1].scale))
+    path = LexiconDecoder(model.labels, settings.lexicon()).best_path(log_probabilities)
+    assert body["decoder"] == "lexicon"
+    assert body["text"]  # the word score makes the toy model's frames spell some words
+    assert body["text"] == " ".join(greedy_text(path, valid, model.labels).split())
+    assert [w["word"] for w in body["words"]] == body["text"].split()
+
+
 def test_padded_shapes_give_the_frames_of_unpadded_batches(client, cache, monkeypatch):
     """GPU providers pad every batch to a few shapes (app.shapes); forced on here on the CPU, where
     the integer graph is exact, padding must not change one frame's token or probability."""
@@ -147,8 +171,7 @@ def test_padded_shapes_give_the_frames_of_unpadded_batches(client, cache, monkey
     windows = [speechlike(0.7), speechlike(2.3, seed=1), speechlike(4.0, seed=2)]
     for batch in ([windows[0]], windows[:2], windows):
         for mine, theirs in zip(padded.run(batch), plain.run(batch), strict=True):
-            np.testing.assert_array_equal(mine.tokens, theirs.tokens)
-            np.testing.assert_array_equal(mine.probabilities, theirs.probabilities)
+            np.testing.assert_array_equal(mine.log_probabilities, theirs.log_probabilities)
 
 
 def test_long_audio_is_recognised_in_batched_windows(client):
