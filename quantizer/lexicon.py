@@ -108,4 +108,3 @@ class LexiconDecoder:
         )  # one per call: a search keeps its own hypotheses, so concurrent calls must not share one
         best = search.decode(emissions.ctypes.data, frames + 1, classes)[0]
         return np.asarray(best.tokens[1 : frames + 1], np.int64)  # drop the start and end sentinels
-
