@@ -9,6 +9,8 @@ import soundfile
 
 from quantizer.cli import main as quantizer_cli
 from quantizer.evaluate import evaluate
+from quantizer.integer_model import IntegerModel
+from quantizer.lexicon import LexiconDecoder
 from tests.toy_speech import espeak_speech
 
 SHIPPED = Path(__file__).parents[1] / "models" / "qasr-en-quartznet5x3.nemo"
@@ -33,3 +35,6 @@ def test_the_shipped_model_transcribes_english_and_its_integer_graph_agrees(tmp_
     fp32, integer = (evaluate(tmp_path / "model", tmp_path / "manifest.jsonl", b) for b in ("fp32", "integer"))
     assert fp32.cer < 0.5, fp32.hypotheses  # an untrained or broken model scores about 1.0
     assert abs(integer.cer - fp32.cer) < 0.05, (fp32.hypotheses, integer.hypotheses)
+    labels = IntegerModel.load(tmp_path / "model").labels
+    lexicon = evaluate(tmp_path / "model", tmp_path / "manifest.jsonl", "integer", lexicon=LexiconDecoder(labels))
+    assert lexicon.wer < integer.wer, (integer.hypotheses, lexicon.hypotheses)  # misspellings become words
