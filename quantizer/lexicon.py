@@ -25,7 +25,7 @@ IMPOSSIBLE = -1e4  # log-probability of what a frame cannot emit
 @dataclass(frozen=True)
 class LexiconSettings:
     words: int = 100_000  # most frequent English words (wordfreq) that the labels can spell
-    lm_weight: float = 0.5  # weight of ln P(word)
+    lm_weight: float = 0.6  # weight of ln P(word); chosen on real training speech, not on evaluation sets
     word_score: float = 0.0  # added per word: > 0 favours more, shorter words
     beam: int = 50  # hypotheses kept per frame
     beam_threshold: float = 25.0  # hypotheses this far (log-probability) below the best are dropped
