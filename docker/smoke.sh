@@ -70,4 +70,9 @@ echo "restart ready in ${second} s (from the cache volume)"
 logs=$(compose logs qasr 2>&1)
 grep -q "using cached quantized model" <<<"$logs" || { echo "restart did not use the cache" >&2; exit 1; }
 [ "$second" -lt "$first" ] || { echo "restart ($second s) was not faster than the first start ($first s)" >&2; exit 1; }
+QASR_DECODER=lexicon docker-compose -f docker-compose.yml up -d qasr  # recreated with the lexicon decoder, same cache volume
+seconds_until_ready >/dev/null
+lexicon=$(curl -sf -F "file=@$clip" http://127.0.0.1:8000/v1/transcribe)
+echo "lexicon decoder: $lexicon" | cut -c1-300
+python3 -c 'import json, sys; assert json.loads(sys.argv[1])["decoder"] == "lexicon"' "$lexicon"
 echo "docker smoke test passed"
