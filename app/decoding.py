@@ -6,8 +6,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from quantizer.ctc import log_softmax
-
 
 @dataclass(frozen=True)
 class Word:
@@ -19,11 +17,6 @@ class Word:
 
 def transcript(words: list[Word]) -> str:
     return " ".join(w.word for w in words)
-
-
-def frame_log_probabilities(logits: np.ndarray, scale: float) -> np.ndarray:
-    """logits [classes, T'] (integer codes times scale, or float with scale 1) -> float32 [T', classes]."""
-    return log_softmax(logits.T.astype(np.float32) * np.float32(scale))
 
 
 def path_probabilities(log_probabilities: np.ndarray, path: np.ndarray) -> np.ndarray:

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
-from app.decoding import Word, frame_log_probabilities, path_probabilities, path_words
+from app.decoding import Word, path_probabilities, path_words
 from app.shapes import PAD_SHAPES, ShapeBuckets
+from quantizer.ctc import frame_log_probabilities
 from quantizer.features import LogMelFrontEnd, pad_audio
 from quantizer.integer_model import IntegerModel
 from quantizer.lexicon import LexiconDecoder, LexiconSettings
-from quantizer.runtime import Recognizer
+from quantizer.runtime import Recognizer, logit_scale
 
 
 @dataclass
@@ -60,7 +61,7 @@ class Engine:
         self.lexicon = LexiconDecoder(model.labels, lexicon) if lexicon is not None else None
         self.front_end = LogMelFrontEnd.of(model)
         self.recognizer = Recognizer(model_dir, backend, device, threads, memory_arena=False)
-        self.logit_scale = model.nodes[-1].scale if backend == "integer" else 1.0
+        self.logit_scale = logit_scale(model, backend)
         self.sample_rate = self.front_end.sample_rate
         self.buckets: ShapeBuckets | None = None
         self.warmup_s = 0.0

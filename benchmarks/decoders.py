@@ -12,14 +12,12 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
-
-from quantizer.ctc import log_softmax
+from quantizer.ctc import frame_log_probabilities
 from quantizer.features import LogMelFrontEnd, pad_audio
 from quantizer.integer_model import IntegerModel
 from quantizer.lexicon import LexiconDecoder, LexiconSettings
 from quantizer.manifest import load_audio, read_manifest
-from quantizer.runtime import Recognizer
+from quantizer.runtime import Recognizer, logit_scale
 
 
 def main() -> None:
@@ -34,6 +32,7 @@ def main() -> None:
     model = IntegerModel.load(args.model)
     front_end = LogMelFrontEnd.of(model)
     recognizer = Recognizer(args.model, "integer", "cpu", args.threads)
+    scale = logit_scale(model, "integer")
     start = time.perf_counter()
     lexicon = LexiconDecoder(model.labels, LexiconSettings(beam=args.beam))
     build_s = time.perf_counter() - start
@@ -45,12 +44,12 @@ def main() -> None:
         start = time.perf_counter()
         result = recognizer(*front_end(*pad_audio([audio])), with_logits=True)
         seconds["model"] += time.perf_counter() - start
-        logits = result.logits[0, :, : result.lengths[0]].T * np.float32(model.nodes[-1].scale)
+        logits = result.logits[0, :, : result.lengths[0]]
         start = time.perf_counter()
-        log_softmax(logits).argmax(axis=1)
+        frame_log_probabilities(logits, scale).argmax(axis=1)
         seconds["greedy"] += time.perf_counter() - start
         start = time.perf_counter()
-        lexicon.best_path(log_softmax(logits))
+        lexicon.best_path(frame_log_probabilities(logits, scale))
         seconds["lexicon"] += time.perf_counter() - start
     print(
         f"{args.utterances} utterances, {audio_s:.1f} s of audio; lexicon built in {build_s:.1f} s (once per process)"

@@ -19,3 +19,9 @@ def log_softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
     values = logits.astype(np.float32)
     values = values - values.max(axis=axis, keepdims=True)
     return values - np.log(np.exp(values).sum(axis=axis, keepdims=True))
+
+
+def frame_log_probabilities(logits: np.ndarray, scale: float) -> np.ndarray:
+    """One utterance's logits [classes, T'] (integer codes times scale, or float with scale 1) ->
+    float32 log-probabilities [T', classes]."""
+    return log_softmax(logits.T.astype(np.float32) * np.float32(scale))

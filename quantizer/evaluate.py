@@ -8,12 +8,12 @@ from pathlib import Path
 import jiwer
 import numpy as np
 
-from quantizer.ctc import greedy_text, log_softmax
+from quantizer.ctc import frame_log_probabilities, greedy_text
 from quantizer.features import LogMelFrontEnd, pad_audio
 from quantizer.integer_model import IntegerModel
 from quantizer.lexicon import LexiconDecoder
 from quantizer.manifest import Utterance, load_audio, read_manifest
-from quantizer.runtime import Recognizer
+from quantizer.runtime import Recognizer, logit_scale
 from quantizer.significance import word_errors
 
 
@@ -50,7 +50,7 @@ def transcribe(
         for b, length in enumerate(result.lengths):
             tokens = result.tokens[b]
             if lexicon is not None:
-                tokens = lexicon.best_path(log_softmax(result.logits[b, :, :length].T * np.float32(logit_scale)))
+                tokens = lexicon.best_path(frame_log_probabilities(result.logits[b, :, :length], logit_scale))
             hypotheses.append(greedy_text(tokens, length, labels))
     return hypotheses
 
@@ -73,8 +73,8 @@ def evaluate(
         raise ValueError(f"{manifest}: no utterance with text in the model's vocabulary")
     front_end = LogMelFrontEnd.of(model)
     recognizer = Recognizer(model_dir, backend, device=device, threads=threads)
-    logit_scale = model.nodes[-1].scale if backend == "integer" else 1.0
-    hypotheses = transcribe(recognizer, front_end, model.labels, utterances, batch, lexicon, logit_scale)
+    scale = logit_scale(model, backend)
+    hypotheses = transcribe(recognizer, front_end, model.labels, utterances, batch, lexicon, scale)
     references = [u.text for u in utterances]
     edits, words = word_errors(references, hypotheses)
     return Evaluation(

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from quantizer.integer_model import IntegerModel
 from quantizer.onnx_export import BACKEND_FILES
 
 BACKENDS = tuple(BACKEND_FILES)
@@ -93,6 +94,12 @@ def choose_providers(backend: str, device: str = "auto", available: list[str] | 
             )
         chosen = [PROVIDERS[device]]
     return list(dict.fromkeys(chosen + [PROVIDERS["cpu"]]))
+
+
+def logit_scale(model: IntegerModel, backend: str) -> float:
+    """What a backend's logits are multiplied by to be float logits: the integer graph's are int32
+    codes of the output step."""
+    return model.nodes[-1].scale if backend == "integer" else 1.0
 
 
 @dataclass

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from app.decoding import frame_log_probabilities, path_probabilities, path_words
+from app.decoding import path_probabilities, path_words
 from app.transcriber import WindowResult, plan_windows, stitch
+from quantizer.ctc import frame_log_probabilities
 from quantizer.nemo_configs import ENGLISH_LABELS
 
 BLANK = len(ENGLISH_LABELS)

@@ -19,11 +19,11 @@ from app.api import create_app
 from app.model_store import COMPLETE_FILE
 from app.settings import Settings
 from app.transcriber import Engine
-from quantizer.ctc import greedy_text, log_softmax
+from quantizer.ctc import frame_log_probabilities, greedy_text
 from quantizer.features import LogMelFrontEnd
 from quantizer.integer_model import IntegerModel
 from quantizer.lexicon import LexiconDecoder
-from quantizer.runtime import Recognizer
+from quantizer.runtime import Recognizer, logit_scale
 
 RATE = 16000
 
@@ -143,7 +143,7 @@ def test_lexicon_decoding_service_gives_the_offline_beam_search_transcript(quart
     features, frames = LogMelFrontEnd.of(model)(samples[None], np.array([len(samples)]))
     result = Recognizer(folder, "integer", "cpu", threads=1)(features, frames, with_logits=True)
     valid = int(result.lengths[0])
-    log_probabilities = log_softmax(result.logits[0, :, :valid].T * np.float32(model.nodes[-1].scale))
+    log_probabilities = frame_log_probabilities(result.logits[0, :, :valid], logit_scale(model, "integer"))
     path = LexiconDecoder(model.labels, settings.lexicon()).best_path(log_probabilities)
     assert body["decoder"] == "lexicon"
     assert body["text"]  # the word score makes the toy model's frames spell some words
