@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from quantizer.checkpoint import file_sha256, read_nemo
+from quantizer.cpu import int8_weight_type
 from quantizer.graph import build_float_graph
 from quantizer.integer_model import FORMAT_NAME, FORMAT_VERSION
 from quantizer.onnx_export import write_backends
@@ -52,6 +53,7 @@ def cache_key(checkpoint_sha256: str, synthetic: SyntheticSettings) -> str:
         "checkpoint": checkpoint_sha256,
         "format": [FORMAT_NAME, FORMAT_VERSION],
         "synthetic": dataclasses.asdict(synthetic),
+        "int8_weights": int8_weight_type(),  # a folder moved to another kind of CPU is rebuilt for it
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
 
@@ -69,7 +71,8 @@ def quantize_into(folder: Path, checkpoint: Path, synthetic: SyntheticSettings) 
     """Quantize and export every backend into folder, then seal it with complete.json."""
     model, report, graph = quantize_checkpoint(checkpoint, synthetic, progress=True)
     model.save(folder)
-    report["onnx_bytes"] = write_backends(folder, model, graph)
+    report["int8_weights"] = int8_weight_type()
+    report["onnx_bytes"] = write_backends(folder, model, graph, report["int8_weights"])
     (folder / REPORT_FILE).write_text(json.dumps(report, indent=1))
     files = {p.name: file_sha256(p) for p in sorted(folder.iterdir()) if p.is_file()}
     (folder / COMPLETE_FILE).write_text(json.dumps({"files": files}, indent=1))

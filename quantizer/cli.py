@@ -10,6 +10,7 @@ from pathlib import Path
 
 from quantizer.calibrate import CALIBRATION_METHODS
 from quantizer.checkpoint import CheckpointError, UnsupportedModelError
+from quantizer.cpu import INT8_WEIGHT_TYPES, int8_weight_type
 from quantizer.evaluate import evaluate
 from quantizer.integer_model import IntegerModel
 from quantizer.lexicon import DECODERS, LexiconDecoder, LexiconSettings
@@ -54,6 +55,12 @@ def _add_quantize(commands) -> None:
         default=CalibrationSettings().eval_samples,
         help="held-out synthetic inputs for the report",
     )
+    parser.add_argument(
+        "--int8-weights",
+        choices=("auto", *INT8_WEIGHT_TYPES),
+        default="auto",
+        help="weight type of int8.onnx: auto picks u8 on x86 CPUs without VNNI (no int16 saturation), else s8",
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: PyTorch's default)")
 
 
@@ -82,7 +89,8 @@ def _quantize(args: argparse.Namespace) -> int:
     )
     start = time.perf_counter()
     model.save(args.out)
-    report["onnx_bytes"] = write_backends(args.out, model, graph)
+    report["int8_weights"] = int8_weight_type() if args.int8_weights == "auto" else args.int8_weights
+    report["onnx_bytes"] = write_backends(args.out, model, graph, report["int8_weights"])
     report["seconds"]["export"] = round(time.perf_counter() - start, 3)
     (args.out / REPORT_FILE).write_text(json.dumps(report, indent=1))
     size = report["size"]

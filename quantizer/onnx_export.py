@@ -9,7 +9,8 @@ neighbours, so a padded utterance gives what it gives alone.
   uint8 (after ReLU: the code; signed: code + 128), weights uint8 with zero point 128 (ORT's fast
   ConvInteger path), requantization `(sum_i acc_i * M_i + C) / 2^s` in int64 with the bias and
   rounding folded into C. Bit-exact with `quantizer.reference`.
-- `int8`: ORT's fused QLinearConv / QLinearAdd (u8 activations, s8 per-channel weights).
+- `int8`: ORT's fused QLinearConv / QLinearAdd (u8 activations, per-channel weights as s8, or as
+  u8 + 128 where the CPU's u8 x s8 kernels saturate: `quantizer.cpu.int8_weight_type`).
 - `qdq`: symmetric QuantizeLinear/DequantizeLinear pairs around float convs (zero points 0), the
   form TensorRT's INT8 path takes.
 - `fp32`: the BN-folded float graph.
@@ -23,12 +24,14 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from quantizer.cpu import INT8_WEIGHT_TYPES, int8_weight_type
 from quantizer.graph import FEATURES, FloatGraph
 from quantizer.integer_model import IntegerModel, IntegerNode
 
 OPSET = 17
 MS_DOMAIN = "com.microsoft"  # QLinearAdd
 SIGNED_OFFSET = 128  # uint8 code of a signed activation's zero
+INT8_WEIGHTS_PROP = "qasr.int8_weights"  # metadata of int8.onnx: its weight type
 FLOOR_OFFSET_LOG2 = 60  # makes int64 truncating division floor: sum_i acc_i * M_i < 2^59 always
 
 
@@ -294,13 +297,18 @@ def export_qdq(model: IntegerModel) -> onnx.ModelProto:
     return w.finish(w.tensors[model.output], model.output, TensorProto.FLOAT, "qasr-qdq")
 
 
-def export_int8(model: IntegerModel) -> onnx.ModelProto:
+def export_int8(model: IntegerModel, weights: str = "s8") -> onnx.ModelProto:
     """ORT's fused INT8 operators built from the same quantized parameters (not bit-exact).
 
     Every node output is uint8 (zero point 0 after ReLU, so saturation is the ReLU; 128 when
     signed). A multi-term node quantizes each branch at its calibrated range and adds them with
-    QLinearAdd. The decoder accumulates with ConvInteger and scales to float logits.
+    QLinearAdd. The decoder accumulates with ConvInteger and scales to float logits. weights:
+    `s8` (codes, zero point 0) or `u8` (codes + 128, zero point 128; the same values).
     """
+    if weights not in INT8_WEIGHT_TYPES:
+        raise ValueError(f"int8 weights must be one of {INT8_WEIGHT_TYPES}, got '{weights}'")
+    offset = SIGNED_OFFSET if weights == "u8" else 0
+    weight_dtype = np.uint8 if weights == "u8" else np.int8
     b = _Builder()
     w = _Walker(b)
     scales = _scales(model)
@@ -335,9 +343,9 @@ def export_int8(model: IntegerModel) -> onnx.ModelProto:
                     x,
                     f32(scales[term.source]),
                     u8(zero_points[term.source]),
-                    b.const(_kernel(term.weight)),
+                    b.const(_kernel((term.weight.astype(np.int16) + offset).astype(weight_dtype))),
                     b.const(term.weight_scale.astype(np.float32)),
-                    b.const(np.array(0, np.int8)),
+                    b.const(np.array(offset, weight_dtype)),
                     f32(scale),
                     u8(zero_point),
                 ]
@@ -360,26 +368,32 @@ def export_int8(model: IntegerModel) -> onnx.ModelProto:
             total_scale, total_zero = out_scale, out_zero
         w.tensors[node.name] = total
         w.out_lengths(node.name, node.terms[0])
-    return w.finish(w.tensors[model.output], model.output, TensorProto.FLOAT, "qasr-int8", {MS_DOMAIN: 1})
+    proto = w.finish(w.tensors[model.output], model.output, TensorProto.FLOAT, "qasr-int8", {MS_DOMAIN: 1})
+    helper.set_model_props(proto, {INT8_WEIGHTS_PROP: weights})
+    return proto
 
 
 BACKEND_FILES = {"integer": "integer.onnx", "int8": "int8.onnx", "qdq": "qdq.onnx", "fp32": "fp32.onnx"}
 
 
-def export_backend(backend: str, model: IntegerModel, graph: FloatGraph) -> onnx.ModelProto:
+def export_backend(backend: str, model: IntegerModel, graph: FloatGraph, int8_weights: str = "s8") -> onnx.ModelProto:
     if backend == "fp32":
         return export_fp32(graph)
-    exporters = {"integer": export_integer, "int8": export_int8, "qdq": export_qdq}
+    if backend == "int8":
+        return export_int8(model, int8_weights)
+    exporters = {"integer": export_integer, "qdq": export_qdq}
     if backend not in exporters:
         raise ValueError(f"unknown backend '{backend}': choose one of {', '.join(BACKEND_FILES)}")
     return exporters[backend](model)
 
 
-def write_backends(folder, model: IntegerModel, graph: FloatGraph) -> dict[str, int]:
-    """Write every backend's graph into the model folder; returns file sizes in bytes."""
+def write_backends(folder, model: IntegerModel, graph: FloatGraph, int8_weights: str | None = None) -> dict[str, int]:
+    """Write every backend's graph into the model folder; returns file sizes in bytes.
+    int8_weights: `s8` or `u8`; None picks what suits this CPU (`quantizer.cpu.int8_weight_type`)."""
+    int8_weights = int8_weights or int8_weight_type()
     sizes = {}
     for backend, file_name in BACKEND_FILES.items():
         path = Path(folder) / file_name
-        onnx.save(export_backend(backend, model, graph), str(path))
+        onnx.save(export_backend(backend, model, graph, int8_weights), str(path))
         sizes[backend] = path.stat().st_size
     return sizes

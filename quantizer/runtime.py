@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from quantizer.cpu import int8_weight_type
 from quantizer.integer_model import IntegerModel
-from quantizer.onnx_export import BACKEND_FILES
+from quantizer.onnx_export import BACKEND_FILES, INT8_WEIGHTS_PROP
 
 BACKENDS = tuple(BACKEND_FILES)
 DEVICES = ("auto", "cpu", "cuda", "tensorrt")
@@ -145,6 +146,18 @@ class Recognizer:
                 )
             log.warning("%s could not start; %s runs on %s", providers[0], backend, self.provider)
         log.info("backend %s runs on %s (asked for %s)", backend, self.provider, ", ".join(providers))
+        if backend == "int8":
+            self._check_int8_weights()
+
+    def _check_int8_weights(self) -> None:
+        stored = self.session.get_modelmeta().custom_metadata_map.get(INT8_WEIGHTS_PROP, "s8")
+        if stored != int8_weight_type():
+            log.warning(
+                "int8.onnx has %s weights, but %s suits this CPU (quantizer.cpu.int8_weight_type): "
+                "quantize the checkpoint again on this machine for exact int8 dot products or more speed",
+                stored,
+                int8_weight_type(),
+            )
 
     def __call__(self, features: np.ndarray, lengths: np.ndarray, with_logits: bool = False) -> Recognition:
         """features float32 [B, F, T], lengths int64 [B] (frames) -> Recognition."""

@@ -1,5 +1,7 @@
 import json
 
+import onnx
+
 from quantizer.cli import main
 from quantizer.integer_model import IntegerModel
 
@@ -8,8 +10,11 @@ CHEAP = ["--samples", "2", "--frames", "40", "--min-frames", "30", "--iters", "3
 
 def test_quantize_writes_model_and_report(quartznet_nemo, tmp_path, capsys):
     out = tmp_path / "int8"
-    assert main(["quantize", str(quartznet_nemo), "--out", str(out), "--calib", "mse", *CHEAP]) == 0
+    args = ["quantize", str(quartznet_nemo), "--out", str(out), "--calib", "mse", "--int8-weights", "u8", *CHEAP]
+    assert main(args) == 0
     report = json.loads((out / "report.json").read_text())
+    assert report["int8_weights"] == "u8"
+    assert onnx.load(str(out / "int8.onnx")).metadata_props[0].value == "u8"
     assert report["settings"]["calibration"]["method"] == "mse"
     assert report["settings"]["synthetic"]["samples"] == 2
     assert len(report["layers"]) == len(IntegerModel.load(out).nodes)

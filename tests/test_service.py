@@ -15,8 +15,9 @@ import soundfile
 from fastapi.testclient import TestClient
 
 import app.api
+import app.model_store
 from app.api import create_app
-from app.model_store import COMPLETE_FILE
+from app.model_store import COMPLETE_FILE, cache_key
 from app.settings import Settings
 from app.transcriber import Engine
 from quantizer.ctc import frame_log_probabilities, greedy_text
@@ -24,6 +25,7 @@ from quantizer.features import LogMelFrontEnd
 from quantizer.integer_model import IntegerModel
 from quantizer.lexicon import LexiconDecoder
 from quantizer.runtime import Recognizer, logit_scale
+from quantizer.synthetic import SyntheticSettings
 
 RATE = 16000
 
@@ -339,6 +341,15 @@ def test_the_cache_is_reused_and_a_corrupt_entry_is_rebuilt(quartznet_nemo, tmp_
     assert start()["from_cache"] is False
     assert json.loads((entry / COMPLETE_FILE).read_text())["files"]  # sealed again
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".building")]
+
+
+def test_a_cache_entry_is_per_kind_of_cpu(monkeypatch):
+    settings = SyntheticSettings()
+    keys = set()
+    for weights in ("s8", "u8"):  # an entry moved to a CPU that wants the other int8 weights is rebuilt
+        monkeypatch.setattr(app.model_store, "int8_weight_type", lambda weights=weights: weights)
+        keys.add(cache_key("0" * 64, settings))
+    assert len(keys) == 2
 
 
 def test_an_unwritable_cache_still_serves(quartznet_nemo, tmp_path, caplog):
