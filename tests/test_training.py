@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 from nemo.collections.asr.models import EncDecCTCModel
 
@@ -23,8 +24,10 @@ def test_manifest_paths_are_relative_to_the_manifest_and_long_ones_skipped(tmp_p
     assert read_manifest(manifest, ENGLISH_LABELS, max_seconds=0.5) == []
 
 
-def test_training_lowers_the_loss_and_resumes(tmp_path):
+@pytest.mark.parametrize("degrade_probability", [0.0, 0.5])
+def test_training_lowers_the_loss_and_resumes(tmp_path, degrade_probability):
     settings = tone_training_settings(tone_manifest(tmp_path), tmp_path / "run", steps=40)
+    settings.degrade_probability = degrade_probability
     last = train(settings)
     losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / LOG).read_text().splitlines()]
     assert last["step"] == 40 and len(losses) == 40

@@ -29,7 +29,7 @@ import torch
 
 from quantizer.manifest import SAMPLE_RATE, load_audio, read_manifest
 from quantizer.nemo_configs import ENGLISH_LABELS, build_nemo_model, quartznet_config
-from training.augment import change_speed, draw_factors, stretch_frames
+from training.augment import change_speed, degrade, draw_degradations, draw_factors, stretch_frames
 from training.data import duration_batches
 from training.fft_conv import use_fft_depthwise
 from training.teacher import STATS, TEACHER_DIM, frames_key
@@ -60,6 +60,7 @@ class TrainSettings:
     teacher: str = ""  # directory of training.teacher frames; "" trains on CTC alone
     distill_weight: float = 0.5
     speed_range: float = 0.0  # each utterance at speed 1 - r, 1 or 1 + r, drawn per batch (0: off)
+    degrade_probability: float = 0.0  # share of utterances put in a simulated room and/or noise, per batch
     spec_augment: dict = field(
         default_factory=lambda: {"freq_masks": 2, "time_masks": 2, "freq_width": 15, "time_width": 0.05}
     )
@@ -99,8 +100,12 @@ def _save(path: Path, payload: dict) -> None:
     os.replace(temporary, path)  # a crash mid-write leaves the previous checkpoint intact
 
 
-def _batch(utterances, labels: list[str], speeds: list[float]):
-    audio = [change_speed(load_audio(u.audio), speed) for u, speed in zip(utterances, speeds, strict=True)]
+def _batch(utterances, labels: list[str], speeds: list[float], degradations: list[tuple[float, float]], seed: int):
+    noise_rng = np.random.default_rng(seed)
+    audio = [
+        degrade(change_speed(load_audio(u.audio), speed), snr_db, rt60_s, noise_rng)
+        for u, speed, (snr_db, rt60_s) in zip(utterances, speeds, degradations, strict=True)
+    ]
     samples = torch.tensor([len(a) for a in audio])
     signal = torch.zeros(len(audio), int(samples.max()))
     for b, a in enumerate(audio):
@@ -176,7 +181,8 @@ def train(settings: TrainSettings) -> dict:
         while True:
             for batch in duration_batches(utterances, settings.batch_seconds, rng):
                 speeds = draw_factors(len(batch), settings.speed_range, rng)
-                signal, samples, targets, target_lengths = _batch(batch, labels, speeds)
+                degradations = draw_degradations(len(batch), settings.degrade_probability, rng)
+                signal, samples, targets, target_lengths = _batch(batch, labels, speeds, degradations, step)
                 for group in (g for o in optimizers for g in o.param_groups):
                     group["lr"] = learning_rate(settings, step)
                 log_probs, encoded_lengths, _ = model.forward(input_signal=signal, input_signal_length=samples)
@@ -242,6 +248,7 @@ def main() -> None:
     defaults = TrainSettings([], "")
     tunable = ("channels", "repeat", "lr", "batch_seconds", "minutes", "steps", "save_minutes", "seed")
     tunable += ("anneal_from", "anneal_to", "teacher", "distill_weight", "dropout", "speed_range")
+    tunable += ("degrade_probability",)
     for name in tunable:
         value = getattr(defaults, name)
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
