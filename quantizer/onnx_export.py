@@ -172,13 +172,17 @@ def _power_of_two(b: _Builder, exponents: np.ndarray) -> str:
     return b.op("Cast", [shifted], to=TensorProto.INT64)
 
 
+def _unsigned(weight: np.ndarray) -> np.ndarray:
+    """int8 weight codes as uint8 code + 128 (to be read with zero point 128)."""
+    return (weight.astype(np.int16) + SIGNED_OFFSET).astype(np.uint8)
+
+
 def _conv_integer(b: _Builder, x: str, term, zero_point: np.ndarray) -> str:
     """int32 accumulators of a uint8 input; weights go in as uint8 + 128 with zero point 128,
     the fast ConvInteger path (int8 weights there are several times slower)."""
-    weight = (term.weight.astype(np.int16) + SIGNED_OFFSET).astype(np.uint8)
     return b.op(
         "ConvInteger",
-        [x, b.const(_kernel(weight)), b.const(zero_point), b.const(np.array(SIGNED_OFFSET, np.uint8))],
+        [x, b.const(_kernel(_unsigned(term.weight))), b.const(zero_point), b.const(np.array(SIGNED_OFFSET, np.uint8))],
         **_conv_attrs(term),
     )
 
@@ -307,8 +311,7 @@ def export_int8(model: IntegerModel, weights: str = "s8") -> onnx.ModelProto:
     """
     if weights not in INT8_WEIGHT_TYPES:
         raise ValueError(f"int8 weights must be one of {INT8_WEIGHT_TYPES}, got '{weights}'")
-    offset = SIGNED_OFFSET if weights == "u8" else 0
-    weight_dtype = np.uint8 if weights == "u8" else np.int8
+    unsigned = weights == "u8"
     b = _Builder()
     w = _Walker(b)
     scales = _scales(model)
@@ -343,9 +346,9 @@ def export_int8(model: IntegerModel, weights: str = "s8") -> onnx.ModelProto:
                     x,
                     f32(scales[term.source]),
                     u8(zero_points[term.source]),
-                    b.const(_kernel((term.weight.astype(np.int16) + offset).astype(weight_dtype))),
+                    b.const(_kernel(_unsigned(term.weight) if unsigned else term.weight)),
                     b.const(term.weight_scale.astype(np.float32)),
-                    b.const(np.array(offset, weight_dtype)),
+                    b.const(np.array(SIGNED_OFFSET, np.uint8) if unsigned else np.array(0, np.int8)),
                     f32(scale),
                     u8(zero_point),
                 ]
