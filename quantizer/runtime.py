@@ -151,12 +151,13 @@ class Recognizer:
 
     def _check_int8_weights(self) -> None:
         stored = self.session.get_modelmeta().custom_metadata_map.get(INT8_WEIGHTS_PROP, "s8")
-        if stored != int8_weight_type():
+        suited = int8_weight_type()
+        if stored != suited:
             log.warning(
                 "int8.onnx has %s weights, but %s suits this CPU (quantizer.cpu.int8_weight_type): "
                 "quantize the checkpoint again on this machine for exact int8 dot products or more speed",
                 stored,
-                int8_weight_type(),
+                suited,
             )
 
     def __call__(self, features: np.ndarray, lengths: np.ndarray, with_logits: bool = False) -> Recognition:

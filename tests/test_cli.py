@@ -1,6 +1,7 @@
 import json
 
 import onnx
+import pytest
 
 from quantizer.cli import main
 from quantizer.integer_model import IntegerModel
@@ -30,3 +31,11 @@ def test_quantize_reports_a_missing_checkpoint(tmp_path, capsys):
 def test_quantize_rejects_bad_bits(quartznet_nemo, tmp_path, capsys):
     assert main(["quantize", str(quartznet_nemo), "--out", str(tmp_path), "--weight-bits", "12", *CHEAP]) == 2
     assert "weight_bits must be between 2 and 8" in capsys.readouterr().err
+
+
+def test_quantize_rejects_an_unknown_int8_weight_type(quartznet_nemo, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["quantize", str(quartznet_nemo), "--out", str(tmp_path / "out"), "--int8-weights", "u7", *CHEAP])
+    assert exit_info.value.code == 2
+    assert "argument --int8-weights: invalid choice: 'u7'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

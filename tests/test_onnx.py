@@ -110,6 +110,12 @@ def test_int8_weight_types_hold_the_same_values(exported, tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def test_an_unknown_int8_weight_type_is_refused(exported):
+    model, graph, _, _ = exported
+    with pytest.raises(ValueError, match="int8 weights must be one of \\('s8', 'u8'\\), got 'u7'"):
+        export_backend("int8", model, graph, "u7")
+
+
 def test_int8_weight_type_follows_the_cpu(tmp_path):
     assert int8_weight_type(frozenset({"sse2", "avx2", "fma"})) == "u8"  # AVX2 only: pmaddubsw saturates
     assert int8_weight_type(frozenset({"sse2", "avx2", "avx512_vnni"})) == "s8"
