@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	python3.11 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -c constraints.txt -e ".[nemo,dev,corpus,distill]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[nemo,dev,corpus,distill,lm]"
 	touch $@
 
 serve: setup

@@ -8,7 +8,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.shapes import PAD_SHAPES
-from quantizer.lexicon import DECODERS, LexiconSettings
+from quantizer.lexicon import DECODERS, SHIPPED_LANGUAGE_MODEL, LexiconSettings
 from quantizer.runtime import BACKENDS, DEVICES
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -25,7 +25,10 @@ class Settings(BaseSettings):
     device: str = Field("auto", description=f"one of {', '.join(DEVICES)}")
     threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads (0: all cores)")
     decoder: str = Field(
-        "greedy", description="greedy, or lexicon: beam search over English words with word frequencies"
+        "greedy", description="greedy, or lexicon: beam search over English words scored by a language model"
+    )
+    language_model: str = Field(
+        str(SHIPPED_LANGUAGE_MODEL), description="lexicon decoder: ARPA n-gram file; empty: wordfreq unigrams"
     )
     lm_weight: float = Field(LexiconSettings().lm_weight, ge=0, description="lexicon decoder: weight of ln P(word)")
     word_score: float = Field(LexiconSettings().word_score, description="lexicon decoder: added per word")
@@ -69,6 +72,8 @@ class Settings(BaseSettings):
             raise ValueError(f"QASR_DEVICE={self.device!r}: choose one of {', '.join(DEVICES)}")
         if self.pad_shapes not in PAD_SHAPES:
             raise ValueError(f"QASR_PAD_SHAPES={self.pad_shapes!r}: choose one of {', '.join(PAD_SHAPES)}")
+        if self.decoder == "lexicon" and self.language_model and not Path(self.language_model).is_file():
+            raise ValueError(f"QASR_LANGUAGE_MODEL={self.language_model!r}: no such file (empty: wordfreq unigrams)")
         if self.chunk_overlap_seconds * 2 >= self.chunk_seconds:
             raise ValueError("QASR_CHUNK_OVERLAP_SECONDS must be less than half of QASR_CHUNK_SECONDS")
 
@@ -76,4 +81,6 @@ class Settings(BaseSettings):
         """The lexicon decoder's settings, or None for greedy decoding."""
         if self.decoder != "lexicon":
             return None
-        return LexiconSettings(lm_weight=self.lm_weight, word_score=self.word_score, beam=self.beam)
+        return LexiconSettings(
+            lm_weight=self.lm_weight, word_score=self.word_score, beam=self.beam, language_model=self.language_model
+        )

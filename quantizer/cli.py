@@ -13,7 +13,7 @@ from quantizer.checkpoint import CheckpointError, UnsupportedModelError
 from quantizer.cpu import INT8_WEIGHT_TYPES, int8_weight_type
 from quantizer.evaluate import evaluate
 from quantizer.integer_model import IntegerModel
-from quantizer.lexicon import DECODERS, LexiconDecoder, LexiconSettings
+from quantizer.lexicon import DECODERS, SHIPPED_LANGUAGE_MODEL, LexiconDecoder, LexiconSettings
 from quantizer.onnx_export import write_backends
 from quantizer.pipeline import CalibrationSettings, quantize_checkpoint
 from quantizer.quantize import QuantSettings
@@ -124,19 +124,31 @@ def _add_eval(commands) -> None:
         "--decoder",
         choices=DECODERS,
         default="greedy",
-        help="greedy CTC, or beam search over English words with a unigram language model",
+        help="greedy CTC, or beam search over English words scored by a word language model",
     )
     parser.add_argument("--lm-weight", type=float, default=lexicon.lm_weight, help="lexicon: weight of ln P(word)")
     parser.add_argument("--word-score", type=float, default=lexicon.word_score, help="lexicon: added per word")
     parser.add_argument("--beam", type=int, default=lexicon.beam, help="lexicon: hypotheses kept per frame")
-    parser.add_argument("--words", type=int, default=lexicon.words, help="lexicon: most frequent English words")
+    parser.add_argument(
+        "--language-model",
+        default=str(SHIPPED_LANGUAGE_MODEL),
+        help="lexicon: ARPA n-gram file (.arpa or .arpa.gz; default: the shipped English bigram); "
+        "'' for wordfreq unigrams",
+    )
+    parser.add_argument("--words", type=int, default=lexicon.words, help="lexicon without an ARPA: most frequent words")
 
 
 def _eval(args: argparse.Namespace) -> int:
     backends = args.backend or ["fp32", "integer"]
     lexicon = None
     if args.decoder == "lexicon":
-        settings = LexiconSettings(args.words, args.lm_weight, args.word_score, args.beam)
+        settings = LexiconSettings(
+            words=args.words,
+            lm_weight=args.lm_weight,
+            word_score=args.word_score,
+            beam=args.beam,
+            language_model=args.language_model,
+        )
         lexicon = LexiconDecoder(IntegerModel.load(args.model).labels, settings)
     results = [
         evaluate(args.model, args.manifest, b, args.batch, args.threads, device_for(b, args.device), lexicon)

@@ -1,34 +1,45 @@
-"""CTC beam search over English words, scored by a unigram language model.
+"""CTC beam search over English words, scored by a word language model.
 
 Greedy decoding spells whatever each frame's argmax says; at a small model's character error
 rates most words come out misspelt. This beam search only lets the CTC path spell words of a
-lexicon, the 100,000 most frequent English words of wordfreq, and adds lm_weight x ln(their
-frequency) as each word ends. The search is flashlight-text's LexiconDecoder (C++); the language
-model is a Python callback. The result is a CTC path, one class per frame, so anything that reads
-greedy paths (words, their times and confidences) reads it too.
+lexicon and adds lm_weight x ln P(word | previous words) as each word ends. The lexicon and its
+language model are either an ARPA n-gram file (KenLM reads .arpa and .arpa.gz; its words are the
+lexicon) or, without one, the 100,000 most frequent English words of wordfreq with their
+frequencies as a unigram model. The search is flashlight-text's LexiconDecoder (C++). The result
+is a CTC path, one class per frame, so anything that reads greedy paths (words, their times and
+confidences) reads it too.
 """
 
 from __future__ import annotations
 
+import gzip
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 from flashlight.lib.text import decoder as flashlight
+from flashlight.lib.text.decoder.kenlm import KenLM
+from flashlight.lib.text.dictionary import Dictionary
 
 DECODERS = ("greedy", "lexicon")
 UNKNOWN = "<unk>"
+ARPA_MARKERS = {"<s>", "</s>", UNKNOWN}
+# The project's word bigram (training/bigram_lm.py); present in a checkout, not in an installed wheel.
+SHIPPED_LANGUAGE_MODEL = Path(__file__).resolve().parent.parent / "models" / "english-bigram.arpa.gz"
 IMPOSSIBLE = -1e4  # log-probability of what a frame cannot emit
 
 
 @dataclass(frozen=True)
 class LexiconSettings:
-    words: int = 100_000  # most frequent English words (wordfreq) that the labels can spell
+    words: int = 100_000  # most frequent English words (wordfreq) that the labels can spell; unused with an ARPA
     lm_weight: float = 0.6  # weight of ln P(word); chosen on real training speech, not on evaluation sets
     word_score: float = 0.0  # added per word: > 0 favours more, shorter words
     beam: int = 50  # hypotheses kept per frame
     beam_threshold: float = 25.0  # hypotheses this far (log-probability) below the best are dropped
+    language_model: str = ""  # ARPA n-gram file (.arpa or .arpa.gz); "": wordfreq unigrams
 
 
 def english_unigrams(labels: list[str], count: int) -> tuple[list[str], np.ndarray]:
@@ -40,6 +51,47 @@ def english_unigrams(labels: list[str], count: int) -> tuple[list[str], np.ndarr
     words = [w for w in wordfreq.top_n_list("en", count) if set(w) <= spellable]
     frequencies = np.array([wordfreq.word_frequency(w, "en") for w in words], np.float64)
     return words, np.log(frequencies / frequencies.sum()).astype(np.float32)
+
+
+def _arpa_lines(path: str | Path) -> Iterator[tuple[str, str]]:
+    """(section, line) for each non-empty line of an ARPA file, plain or gzipped."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as arpa:
+        section = ""
+        for line in arpa:
+            if line.startswith("\\"):
+                section = line.strip()
+            elif line.strip():
+                yield section, line
+
+
+def arpa_order(path: str | Path) -> int:
+    """The highest n of an ARPA file's n-grams, from its \\data\\ header."""
+    order = 0
+    for section, line in _arpa_lines(path):
+        if section != "\\data\\":
+            break
+        order = max(order, int(line.split("=")[0].split()[-1]))
+    if order == 0:
+        raise ValueError(f"{path}: not an ARPA file (no \\data\\ header with ngram counts)")
+    return order
+
+
+def arpa_unigrams(path: str | Path, labels: list[str]) -> tuple[list[str], np.ndarray]:
+    """The words of an ARPA file's 1-gram section that `labels` can spell, and their ln P [words]."""
+    spellable = set(labels) - {" "}
+    words, log10_probabilities = [], []
+    for section, line in _arpa_lines(path):
+        if section == "\\1-grams:":
+            fields = line.split()
+            if fields[1] not in ARPA_MARKERS and set(fields[1]) <= spellable:
+                words.append(fields[1])
+                log10_probabilities.append(float(fields[0]))
+        elif words:
+            break
+    if not words:
+        raise ValueError(f"{path}: no 1-grams that the model's labels can spell")
+    return words, np.array(log10_probabilities, np.float32) * np.float32(math.log(10))
 
 
 class _Unigram(flashlight.LM):
@@ -59,6 +111,38 @@ class _Unigram(flashlight.LM):
         return state, 0.0
 
 
+class _RecentWords(flashlight.LM):
+    """An n-gram's scores from KenLM, with one state per last (n - 1) words for one search.
+
+    flashlight's KenLM keeps one state per whole word history, so the beam fills with paths that
+    differ only in words the n-gram no longer sees; sharing their state lets the search merge them."""
+
+    def __init__(self, kenlm: flashlight.LM, order: int):
+        flashlight.LM.__init__(self)
+        self.kenlm, self.context = kenlm, max(order - 1, 0)
+        self.root = flashlight.LMState()
+        self.states: dict[tuple[int, ...], flashlight.LMState] = {}
+        self.inner: dict[flashlight.LMState, tuple[tuple[int, ...], flashlight.LMState]] = {}
+
+    def start(self, start_with_nothing: bool) -> flashlight.LMState:
+        self.states, self.inner = {(): self.root}, {self.root: ((), self.kenlm.start(start_with_nothing))}
+        return self.root
+
+    def score(self, state: flashlight.LMState, word: int) -> tuple[flashlight.LMState, float]:
+        history, inner = self.inner[state]
+        inner_next, score = self.kenlm.score(inner, word)
+        recent = (*history, word)[-self.context :] if self.context else ()
+        merged = self.states.get(recent)
+        if merged is None:
+            merged = self.states[recent] = self.root.child(len(self.states))
+            self.inner[merged] = (recent, inner_next)
+        return merged, score
+
+    def finish(self, state: flashlight.LMState) -> tuple[flashlight.LMState, float]:
+        history, inner = self.inner[state]
+        return state, self.kenlm.finish(inner)[1]
+
+
 class LexiconDecoder:
     """Log-probabilities [T', classes] (blank last, as the models' labels + blank) -> CTC path [T']."""
 
@@ -67,14 +151,26 @@ class LexiconDecoder:
             raise ValueError("lexicon decoding needs a space label between words")
         self.labels, self.settings = labels, settings
         self.space, self.blank = labels.index(" "), len(labels)
-        words, log_probabilities = english_unigrams(labels, settings.words)
-        self.words = words + [UNKNOWN]
-        self.language_model = _Unigram(np.append(log_probabilities, -math.inf))
+        if settings.language_model:
+            words, log_probabilities = arpa_unigrams(settings.language_model, labels)
+            self.words = words + [UNKNOWN]
+            self.kenlm = KenLM(settings.language_model, Dictionary(self.words))
+            self.order = arpa_order(settings.language_model)
+            self.lm_scale = math.log(10)  # KenLM scores in log10, and so must the trie; lm_weight weighs ln
+        else:
+            words, log_probabilities = english_unigrams(labels, settings.words)
+            self.words = words + [UNKNOWN]
+            self.unigram = _Unigram(np.append(log_probabilities, -math.inf))
+            self.lm_scale = 1.0
         self.trie = flashlight.Trie(len(labels) + 1, self.space)
         for index, word in enumerate(words):
             spelling = [labels.index(c) for c in word] + [self.space]
-            self.trie.insert(spelling, index, float(log_probabilities[index]))
+            self.trie.insert(spelling, index, float(log_probabilities[index]) / self.lm_scale)
         self.trie.smear(flashlight.SmearingMode.MAX)
+
+    def _language_model(self) -> flashlight.LM:
+        """The language model for one search: an n-gram's keeps state per search."""
+        return _RecentWords(self.kenlm, self.order) if self.settings.language_model else self.unigram
 
     @cached_property
     def _options(self) -> flashlight.LexiconDecoderOptions:
@@ -83,7 +179,7 @@ class LexiconDecoder:
             beam_size=s.beam,
             beam_size_token=len(self.labels) + 1,
             beam_threshold=s.beam_threshold,
-            lm_weight=s.lm_weight,
+            lm_weight=s.lm_weight * self.lm_scale,
             word_score=s.word_score,
             unk_score=-math.inf,  # only lexicon words
             sil_score=0.0,
@@ -103,8 +199,9 @@ class LexiconDecoder:
         word_end = np.full((1, classes), IMPOSSIBLE, np.float32)
         word_end[0, self.space] = 0.0
         emissions = np.ascontiguousarray(np.concatenate([log_probabilities, word_end]), dtype=np.float32)
+        language_model = self._language_model()  # referenced here until the search is done with it
         search = flashlight.LexiconDecoder(
-            self._options, self.trie, self.language_model, self.space, self.blank, len(self.words) - 1, [], False
+            self._options, self.trie, language_model, self.space, self.blank, len(self.words) - 1, [], False
         )  # one per call: a search keeps its own hypotheses, so concurrent calls must not share one
         best = search.decode(emissions.ctypes.data, frames + 1, classes)[0]
         return np.asarray(best.tokens[1 : frames + 1], np.int64)  # drop the start and end sentinels

@@ -4,7 +4,7 @@ import pytest
 from quantizer.cli import main
 from quantizer.ctc import greedy_text
 from quantizer.evaluate import evaluate
-from quantizer.lexicon import LexiconDecoder, LexiconSettings
+from quantizer.lexicon import SHIPPED_LANGUAGE_MODEL, LexiconDecoder, LexiconSettings
 from quantizer.manifest import read_manifest
 from quantizer.nemo_configs import ENGLISH_LABELS
 from quantizer.onnx_export import write_backends
@@ -57,14 +57,19 @@ def test_eval_cli_compares_backends_side_by_side(tone_model, capsys):
     assert low <= change <= high
 
 
-def test_eval_cli_lexicon_decoding_spells_only_lexicon_words(tone_model, capsys):
+@pytest.mark.parametrize("language_model", ["", str(SHIPPED_LANGUAGE_MODEL)])
+def test_eval_cli_lexicon_decoding_spells_only_lexicon_words(tone_model, capsys, language_model):
+    """With no ARPA file the lexicon is wordfreq's top words; with one, its 1-grams."""
     model_dir, manifest = tone_model
-    arguments = ["eval", "--model", str(model_dir), "--manifest", manifest, "--backend", "integer"]
-    assert main(arguments + ["--per-utterance", "--decoder", "lexicon", "--words", "20000"]) == 0
+    arguments = ["eval", "--model", str(model_dir), "--manifest", manifest, "--backend", "integer", "--per-utterance"]
+    arguments += ["--decoder", "lexicon", "--words", "20000", "--language-model", language_model]
+    assert main(arguments) == 0
     out = capsys.readouterr().out
     assert "lexicon decoding" in out
     hypotheses = [line.split("\t")[2] for line in out.splitlines() if "\tinteger\t" in line]
-    lexicon = set(LexiconDecoder(ENGLISH_LABELS, LexiconSettings(words=20000)).words)
+    settings = LexiconSettings(words=20000, language_model=language_model)
+    lexicon = set(LexiconDecoder(ENGLISH_LABELS, settings).words)
+    assert (len(lexicon) > 20_001) == bool(language_model)  # the ARPA's 97,724 words, or wordfreq's top 20,000
     assert len(hypotheses) == 8 and all(set(h.split()) <= lexicon for h in hypotheses)
 
 

@@ -110,3 +110,10 @@ def test_sigterm_finishes_in_flight_requests_then_exits(quartznet_nemo, tmp_path
     assert refused, "still ready after SIGTERM"
     assert [r.status_code for r in responses] == [200]
     assert "draining" in server.stderr.read()
+
+
+def test_a_missing_language_model_stops_serve_naming_the_variable(tmp_path, quartznet_nemo, capsys, monkeypatch):
+    monkeypatch.setenv("QASR_LANGUAGE_MODEL", str(tmp_path / "gone.arpa"))
+    arguments = ["serve", "--model", str(quartznet_nemo), "--cache-dir", str(tmp_path / "cache")]
+    assert main([*arguments, "--decoder", "lexicon"]) == 2
+    assert f"QASR_LANGUAGE_MODEL='{tmp_path / 'gone.arpa'}': no such file" in capsys.readouterr().err

@@ -82,3 +82,51 @@ def test_no_frames_give_no_path_and_wrong_class_counts_are_refused(decoder):
 
 def test_too_few_frames_for_any_word_give_silence(decoder):
     assert text_of(decoder, frames_spelling({"-": LIKELY})) == ""
+
+
+@pytest.fixture(scope="module")
+def context_arpa(tmp_path_factory):
+    """A bigram over five words where 'cat' follows 'the' and 'cot' follows 'a', built by the
+    project's own ARPA writer; both nouns are equally likely alone."""
+    from training.bigram_lm import count_bigrams, write_arpa
+
+    words = ["the", "a", "cat", "cot", "sat"]
+    unigram_log_p = {w: float(np.log(1 / 6)) for w in [*words, "</s>"]}
+    pairs, _, _ = count_bigrams([["the", "cat"]] * 20 + [["a", "cot"]] * 20, {"<s>", "</s>", *words})
+    path = tmp_path_factory.mktemp("lm") / "context.arpa.gz"
+    write_arpa(path, unigram_log_p, pairs)
+    return path
+
+
+def test_an_arpa_bigram_picks_the_word_its_previous_word_predicts(context_arpa):
+    decoder = LexiconDecoder(ENGLISH_LABELS, LexiconSettings(lm_weight=1.0, language_model=str(context_arpa)))
+    assert sorted(decoder.words) == sorted(["the", "a", "cat", "cot", "sat", "<unk>"])
+    vowel_prefers = {"cat": {"a": LIKELY, "o": LIKELY - 0.5}, "cot": {"o": LIKELY, "a": LIKELY - 0.5}}
+    for first, acoustic, expected in (("the", "cot", "the cat"), ("a", "cat", "a cot")):
+        frames = frames_spelling(*spell(first + " "), {"c": LIKELY}, vowel_prefers[acoustic], {"t": LIKELY})
+        assert text_of(decoder, frames) == expected
+    acoustic_only = LexiconDecoder(ENGLISH_LABELS, LexiconSettings(lm_weight=0.0, language_model=str(context_arpa)))
+    frames = frames_spelling(*spell("the "), {"c": LIKELY}, vowel_prefers["cot"], {"t": LIKELY})
+    assert text_of(acoustic_only, frames) == "the cot"
+
+
+def test_paths_ending_in_the_same_word_share_a_bigram_state(context_arpa):
+    from quantizer.lexicon import _RecentWords
+
+    decoder = LexiconDecoder(ENGLISH_LABELS, LexiconSettings(language_model=str(context_arpa)))
+    lm = _RecentWords(decoder.kenlm, order=2)
+    start = lm.start(False)
+    the, a, cat = (decoder.words.index(w) for w in ("the", "a", "cat"))
+    after_the_cat, score_after_the = lm.score(lm.score(start, the)[0], cat)
+    after_a_cat, score_after_a = lm.score(lm.score(start, a)[0], cat)
+    assert after_the_cat is after_a_cat
+    assert score_after_the > score_after_a  # the scores still see the previous word
+
+
+def test_a_file_that_is_not_arpa_is_refused(tmp_path):
+    from quantizer.lexicon import arpa_order
+
+    bad = tmp_path / "words.txt"
+    bad.write_text("the\ncat\n")
+    with pytest.raises(ValueError, match="not an ARPA file"):
+        arpa_order(bad)
