@@ -1,21 +1,25 @@
 """What the lexicon beam search costs next to greedy decoding and the model itself, in one run.
 
     .venv/bin/python benchmarks/decoders.py --model DIR --manifest M [--utterances 20] [--beam 50]
+        [--language-model ARPA]
 
-DIR: a folder written by `qasr quantize`. For each utterance the `integer` graph runs once and both
-decoders read the same log-probabilities; the table gives seconds per audio second (the real-time
-factor) of the model and of each decoder, summed over the utterances, and the ratio lexicon/greedy.
+DIR: a folder written by `qasr quantize`. For each utterance the `integer` graph runs once and every
+decoder reads the same log-probabilities: greedy, the lexicon search with wordfreq unigrams, and the
+lexicon search with an ARPA n-gram (default: the shipped bigram). The table gives seconds per audio
+second (the real-time factor) of the model and of each decoder, summed over the utterances; building
+each lexicon is timed once, with the resident memory it added.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 from quantizer.ctc import frame_log_probabilities
 from quantizer.features import LogMelFrontEnd, pad_audio
 from quantizer.integer_model import IntegerModel
-from quantizer.lexicon import LexiconDecoder, LexiconSettings
+from quantizer.lexicon import SHIPPED_LANGUAGE_MODEL, LexiconDecoder, LexiconSettings
 from quantizer.manifest import load_audio, read_manifest
 from quantizer.runtime import Recognizer, logit_scale
 
@@ -27,16 +31,19 @@ def main() -> None:
     parser.add_argument("--utterances", type=int, default=20)
     parser.add_argument("--beam", type=int, default=LexiconSettings().beam)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--language-model", default=str(SHIPPED_LANGUAGE_MODEL))
     args = parser.parse_args()
 
     model = IntegerModel.load(args.model)
     front_end = LogMelFrontEnd.of(model)
     recognizer = Recognizer(args.model, "integer", "cpu", args.threads)
     scale = logit_scale(model, "integer")
-    start = time.perf_counter()
-    lexicon = LexiconDecoder(model.labels, LexiconSettings(beam=args.beam))
-    build_s = time.perf_counter() - start
-    seconds = {"model": 0.0, "greedy": 0.0, "lexicon": 0.0}
+    decoders, built = {}, []
+    for name, language_model in (("lexicon, unigram", ""), ("lexicon, n-gram", args.language_model)):
+        rss, start = resident_bytes(), time.perf_counter()
+        decoders[name] = LexiconDecoder(model.labels, LexiconSettings(beam=args.beam, language_model=language_model))
+        built.append(f"{name} in {time.perf_counter() - start:.1f} s, +{(resident_bytes() - rss) / 2**20:.0f} MB")
+    seconds = {"model": 0.0, "greedy": 0.0} | dict.fromkeys(decoders, 0.0)
     audio_s = 0.0
     for utterance in read_manifest(args.manifest, model.labels)[: args.utterances]:
         audio = load_audio(utterance.audio)
@@ -48,20 +55,20 @@ def main() -> None:
         start = time.perf_counter()
         frame_log_probabilities(logits, scale).argmax(axis=1)
         seconds["greedy"] += time.perf_counter() - start
-        start = time.perf_counter()
-        lexicon.best_path(frame_log_probabilities(logits, scale))
-        seconds["lexicon"] += time.perf_counter() - start
-    print(
-        f"{args.utterances} utterances, {audio_s:.1f} s of audio; lexicon built in {build_s:.1f} s (once per process)"
-    )
-    print("| stage | seconds per audio second |")
-    print("| --- | --- |")
+        for name, decoder in decoders.items():
+            start = time.perf_counter()
+            decoder.best_path(frame_log_probabilities(logits, scale))
+            seconds[name] += time.perf_counter() - start
+    print(f"{args.utterances} utterances, {audio_s:.1f} s of audio; built (once per process): {'; '.join(built)}")
+    print("| stage | seconds per audio second | x the model |")
+    print("| --- | --- | --- |")
     for stage, total in seconds.items():
-        print(f"| {stage} | {total / audio_s:.5f} |")
-    print(
-        f"lexicon / greedy decoding: {seconds['lexicon'] / seconds['greedy']:.0f}x; "
-        f"lexicon / model: {seconds['lexicon'] / seconds['model']:.2f}x"
-    )
+        print(f"| {stage} | {total / audio_s:.5f} | {total / seconds['model']:.2f} |")
+
+
+def resident_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 if __name__ == "__main__":
