@@ -302,6 +302,7 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
                 "model": settings.model_name,
                 "backend": settings.backend,
                 "decoder": settings.decoder,
+                "language_model": settings.language_model_name(),
                 "provider": state.engine.recognizer.provider,
                 "from_cache": state.prepared.from_cache,
             }

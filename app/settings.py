@@ -77,6 +77,12 @@ class Settings(BaseSettings):
         if self.chunk_overlap_seconds * 2 >= self.chunk_seconds:
             raise ValueError("QASR_CHUNK_OVERLAP_SECONDS must be less than half of QASR_CHUNK_SECONDS")
 
+    def language_model_name(self) -> str | None:
+        """What scores the lexicon decoder's words: the ARPA file's name, or wordfreq; None when greedy."""
+        if self.decoder != "lexicon":
+            return None
+        return Path(self.language_model).name if self.language_model else "wordfreq unigrams"
+
     def lexicon(self) -> LexiconSettings | None:
         """The lexicon decoder's settings, or None for greedy decoding."""
         if self.decoder != "lexicon":

@@ -101,7 +101,9 @@ def test_liveness_is_up_while_the_startup_job_runs_and_readiness_waits_for_it(qu
         refused = test_client.post("/v1/transcribe", content=encode(speechlike(1.0)))
         assert refused.status_code == 503 and "not ready" in refused.json()["error"]["message"]
         release.set()
-        assert wait_ready(test_client)["from_cache"] is False
+        ready = wait_ready(test_client)
+        assert ready["from_cache"] is False
+        assert (ready["decoder"], ready["language_model"]) == ("greedy", None)
 
 
 def test_native_endpoint_returns_words_inside_the_audio_with_timings(client):
@@ -138,7 +140,8 @@ def test_lexicon_decoding_service_gives_the_offline_beam_search_transcript(quart
     settings = settings_for(quartznet_nemo, cache, decoder="lexicon", word_score=20.0)
     service = create_app(settings, exit_on_failure=False)
     with TestClient(service) as test_client:
-        assert wait_ready(test_client)["decoder"] == "lexicon"
+        ready = wait_ready(test_client)
+        assert (ready["decoder"], ready["language_model"]) == ("lexicon", "english-bigram.arpa.gz")
         body = test_client.post("/v1/transcribe", content=wav).json()
     folder = next(p for p in cache.iterdir() if (p / COMPLETE_FILE).exists())
     model = IntegerModel.load(folder)
