@@ -10,7 +10,7 @@ import soundfile
 from quantizer.cli import main as quantizer_cli
 from quantizer.evaluate import evaluate
 from quantizer.integer_model import IntegerModel
-from quantizer.lexicon import LexiconDecoder
+from quantizer.lexicon import SHIPPED_LANGUAGE_MODEL, LexiconDecoder, LexiconSettings
 from tests.toy_speech import espeak_speech
 
 SHIPPED = Path(__file__).parents[1] / "models" / "qasr-en-quartznet5x3.nemo"
@@ -36,5 +36,6 @@ def test_the_shipped_model_transcribes_english_and_its_integer_graph_agrees(tmp_
     assert fp32.cer < 0.5, fp32.hypotheses  # an untrained or broken model scores about 1.0
     assert abs(integer.cer - fp32.cer) < 0.05, (fp32.hypotheses, integer.hypotheses)
     labels = IntegerModel.load(tmp_path / "model").labels
-    lexicon = evaluate(tmp_path / "model", tmp_path / "manifest.jsonl", "integer", lexicon=LexiconDecoder(labels))
+    decoder = LexiconDecoder(labels, LexiconSettings(language_model=str(SHIPPED_LANGUAGE_MODEL)))
+    lexicon = evaluate(tmp_path / "model", tmp_path / "manifest.jsonl", "integer", lexicon=decoder)
     assert lexicon.wer < integer.wer, (integer.hypotheses, lexicon.hypotheses)  # misspellings become words
