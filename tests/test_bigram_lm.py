@@ -94,3 +94,9 @@ def test_the_shipped_bigram_is_what_its_recipe_builds(tmp_path):
     rebuilt = tmp_path / "english-bigram.arpa.gz"
     main(["--out", str(rebuilt)])
     assert rebuilt.read_bytes() == SHIPPED_LANGUAGE_MODEL.read_bytes()
+
+
+def test_text_without_vocabulary_words_is_refused(tmp_path):
+    pairs, _, _ = count_bigrams([["zyzzyva", "quux"]], {"<s>", "</s>", "the"})
+    with pytest.raises(ValueError, match="nothing to count"):
+        write_arpa(tmp_path / "empty.arpa", {"the": 0.0}, pairs)

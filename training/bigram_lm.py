@@ -41,14 +41,18 @@ def austen_novels(package_folder: Path) -> dict[str, str]:
     """Novel name -> text, from the R lazy-load database inside an unpacked r-cran-janeaustenr."""
     import rdata
 
-    warnings.filterwarnings("ignore", "Unknown file type", UserWarning)  # lazy-load entries carry no RDS header
+    def parse(serialized: bytes):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Unknown file type", UserWarning)  # entries carry no RDS header
+            return rdata.conversion.convert(rdata.parser.parse_data(serialized))
+
     data = next(package_folder.rglob("janeaustenr/data/Rdata.rdx")).with_suffix("")
-    index = rdata.conversion.convert(rdata.parser.parse_data(gzip.decompress(data.with_suffix(".rdx").read_bytes())))
+    index = parse(gzip.decompress(data.with_suffix(".rdx").read_bytes()))
     database = data.with_suffix(".rdb").read_bytes()
     novels = {}
     for name, (offset, length) in index["variables"].items():
         blob = database[int(offset) : int(offset) + int(length)]
-        lines = rdata.conversion.convert(rdata.parser.parse_data(zlib.decompress(blob[4:])))  # 4-byte length first
+        lines = parse(zlib.decompress(blob[4:]))  # each entry: 4-byte length, then zlib data
         novels[str(name)] = "\n".join(str(line) for line in lines)
     return novels
 
@@ -70,6 +74,7 @@ def prose_sentences(text: str) -> Iterator[list[str]]:
 
 
 def kjv_training_sentences() -> Iterator[list[str]]:
+    """The KJV clauses the synthetic corpus may train on, as word lists (held-out ones never)."""
     from training.corpus import is_heldout_sentence, kjv_sentences
 
     for clause in kjv_sentences():
@@ -96,6 +101,8 @@ def write_arpa(path: Path, unigram_log_p: dict[str, float], pairs: Counter, disc
     followers: dict[str, dict[str, int]] = defaultdict(dict)
     for (history, word), count in pairs.items():
         followers[history][word] = count
+    if START not in followers:
+        raise ValueError("no sentence starts with a word of the vocabulary: nothing to count")
     log10 = 1 / math.log(10)
     backoff = {h: discount * len(f) / sum(f.values()) for h, f in followers.items()}
     lines = ["", "\\data\\", f"ngram 1={len(unigram_log_p) + 2}", f"ngram 2={len(pairs)}", "", "\\1-grams:"]
