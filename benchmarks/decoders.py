@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
+from pathlib import Path
 
 from quantizer.ctc import frame_log_probabilities
 from quantizer.features import LogMelFrontEnd, pad_audio
@@ -22,6 +24,9 @@ from quantizer.integer_model import IntegerModel
 from quantizer.lexicon import SHIPPED_LANGUAGE_MODEL, LexiconDecoder, LexiconSettings
 from quantizer.manifest import load_audio, read_manifest
 from quantizer.runtime import Recognizer, logit_scale
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from soak import resident_bytes  # noqa: E402
 
 
 def main() -> None:
@@ -40,9 +45,10 @@ def main() -> None:
     scale = logit_scale(model, "integer")
     decoders, built = {}, []
     for name, language_model in (("lexicon, unigram", ""), ("lexicon, n-gram", args.language_model)):
-        rss, start = resident_bytes(), time.perf_counter()
+        rss, start = resident_bytes(os.getpid()), time.perf_counter()
         decoders[name] = LexiconDecoder(model.labels, LexiconSettings(beam=args.beam, language_model=language_model))
-        built.append(f"{name} in {time.perf_counter() - start:.1f} s, +{(resident_bytes() - rss) / 2**20:.0f} MB")
+        added_mb = (resident_bytes(os.getpid()) - rss) / 2**20
+        built.append(f"{name} in {time.perf_counter() - start:.1f} s, +{added_mb:.0f} MB")
     seconds = {"model": 0.0, "greedy": 0.0} | dict.fromkeys(decoders, 0.0)
     audio_s = 0.0
     for utterance in read_manifest(args.manifest, model.labels)[: args.utterances]:
@@ -64,11 +70,6 @@ def main() -> None:
     print("| --- | --- | --- |")
     for stage, total in seconds.items():
         print(f"| {stage} | {total / audio_s:.5f} | {total / seconds['model']:.2f} |")
-
-
-def resident_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 if __name__ == "__main__":
