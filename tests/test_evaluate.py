@@ -73,6 +73,18 @@ def test_eval_cli_lexicon_decoding_spells_only_lexicon_words(tone_model, capsys,
     assert len(hypotheses) == 8 and all(set(h.split()) <= lexicon for h in hypotheses)
 
 
+def test_eval_cli_names_a_language_model_it_cannot_use(tone_model, tmp_path, capsys):
+    """A missing or non-ARPA --language-model is exit 2 with the path in the message, not a traceback."""
+    model_dir, manifest = tone_model
+    arguments = ["eval", "--model", str(model_dir), "--manifest", manifest, "--backend", "integer"]
+    not_arpa = tmp_path / "words.arpa"
+    not_arpa.write_text("hello\n")
+    for path, phrase in ((tmp_path / "gone.arpa", "No such file"), (not_arpa, "no 1-grams")):
+        assert main([*arguments, "--decoder", "lexicon", "--language-model", str(path)]) == 2
+        error = capsys.readouterr().err
+        assert str(path) in error and phrase in error and "Traceback" not in error
+
+
 def test_eval_cli_names_a_missing_gpu_provider(tone_model, capsys):
     """Where onnxruntime has no CUDA provider (CI), asking for it is a clear error, not a traceback."""
     import onnxruntime
