@@ -3,10 +3,12 @@
     .venv/bin/python benchmarks/soak.py --minutes 10 --concurrency 16 [--model M.nemo] [--json]
 
 Starts `qasr serve` (cache in --work) on a loopback port, sends a mix of short (2 s) and long
-(30 s) clips from --concurrency client threads until --minutes pass or --max-requests are sent,
-samples the server's resident memory every 2 s, and stops the server. Memory growth compares the
-mean of the last fifth of the samples to the mean right after the first minute (warm-up), or
-after the first fifth in runs shorter than five minutes.
+(30 s) clips from --concurrency client threads for --warm-up-minutes and then --minutes more (or
+until --max-requests are sent), samples the server's resident memory four times a second, and
+stops the server. Memory growth compares the mean of the last fifth of the samples after warm-up
+to the mean of the first fifth. Resident memory climbs for about the first minute of load, and
+swings by about +-10 % from one sample to the next as requests come and go; hence the warm-up
+and the many samples.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from service_load import clip, wait_until_ready  # noqa: E402
 
 CLIPS = {"short": 2.0, "long": 30.0}  # seconds of audio
 LONG_EVERY = 5  # one request in five is long
+MEMORY_SAMPLE_EVERY_S = 0.25
 
 
 def resident_bytes(pid: int) -> int:
@@ -39,7 +42,7 @@ def resident_bytes(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
-def soak(url: str, pid: int, seconds: float, concurrency: int, max_requests: int) -> dict:
+def soak(url: str, pid: int, warm_up_s: float, seconds: float, concurrency: int, max_requests: int) -> dict:
     bodies = {name: clip(length) for name, length in CLIPS.items()}
     latencies: dict[str, list[float]] = {name: [] for name in CLIPS}
     errors: list[str] = []
@@ -47,12 +50,12 @@ def soak(url: str, pid: int, seconds: float, concurrency: int, max_requests: int
     counter = iter(range(max_requests))
     lock = threading.Lock()
     start = time.monotonic()
-    stop = start + seconds
+    stop = start + warm_up_s + seconds
 
     def sample_memory() -> None:
         while time.monotonic() < stop:
             memory.append((time.monotonic() - start, resident_bytes(pid)))
-            time.sleep(2)
+            time.sleep(MEMORY_SAMPLE_EVERY_S)
 
     def client_loop() -> None:
         with httpx.Client(base_url=url, timeout=300) as client:
@@ -82,7 +85,7 @@ def soak(url: str, pid: int, seconds: float, concurrency: int, max_requests: int
             pool.submit(client_loop)
     wall = time.monotonic() - start
     sampler.join(5)
-    return summarise(latencies, errors, memory, wall)
+    return summarise(latencies, errors, memory, wall, warm_up_s)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -90,15 +93,17 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-def summarise(latencies: dict[str, list[float]], errors: list[str], memory: list[tuple[float, int]], wall: float):
-    warm_up = 60.0 if wall >= 300 else wall / 5
-    settled = [rss for t, rss in memory if t >= warm_up]
-    tail = [rss for t, rss in memory if t >= wall * 4 / 5] or settled[-1:]
-    head = settled[: max(1, len(settled) // 5)]
+def summarise(
+    latencies: dict[str, list[float]], errors: list[str], memory: list[tuple[float, int]], wall: float, warm_up_s: float
+):
+    settled = [rss for t, rss in memory if t >= warm_up_s]
+    fifth = max(1, len(settled) // 5)
+    head, tail = settled[:fifth], settled[-fifth:]
     audio = sum(len(v) * CLIPS[name] for name, v in latencies.items())
     everything = [x for v in latencies.values() for x in v]
     return {
         "seconds": round(wall, 1),
+        "warm_up_seconds": warm_up_s,
         "requests": len(everything) + len(errors),
         "errors": len(errors),
         "first_errors": errors[:5],
@@ -118,7 +123,8 @@ def summarise(latencies: dict[str, list[float]], errors: list[str], memory: list
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, help=".nemo to serve (default: the shipped model)")
-    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--minutes", type=float, default=10.0, help="measured load after the warm-up")
+    parser.add_argument("--warm-up-minutes", type=float, default=1.0)
     parser.add_argument("--max-requests", type=int, default=100_000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--work", type=Path, default=Path("/tmp/qasr-soak"))
@@ -136,7 +142,9 @@ def main() -> None:
     url = f"http://127.0.0.1:{args.port}"
     try:
         wait_until_ready(server, url, timeout_s=900)
-        result = soak(url, server.pid, args.minutes * 60, args.concurrency, args.max_requests)
+        result = soak(
+            url, server.pid, args.warm_up_minutes * 60, args.minutes * 60, args.concurrency, args.max_requests
+        )
         result["ready_after_soak"] = httpx.get(f"{url}/health/ready", timeout=5).status_code == 200
     finally:
         server.send_signal(signal.SIGTERM)

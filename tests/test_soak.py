@@ -1,4 +1,5 @@
-"""One minute of sustained load at concurrency 16 (the CI version of benchmarks/soak.py's 10 minutes)."""
+"""One minute of sustained load at concurrency 16 after 45 s of warm-up (the CI version of
+benchmarks/soak.py's 10 minutes)."""
 
 import json
 import subprocess
@@ -19,6 +20,8 @@ def test_a_minute_of_load_gives_no_errors_and_flat_memory(quartznet_nemo, tmp_pa
         str(quartznet_nemo),
         "--minutes",
         "1",
+        "--warm-up-minutes",
+        "0.75",
         "--concurrency",
         "16",
         "--work",
