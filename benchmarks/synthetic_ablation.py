@@ -27,9 +27,10 @@ from tests.toy_speech import ToySpeech
 BASE = dict(samples=8, frames=120, min_frames=60, iters=60, batch_size=8)
 ROWS = [
     ("no optimisation: the starting inputs (iters 0)", dict(iters=0), {}),
-    ("no input prior (the paper's uniform start)", dict(input_prior=False), {}),
+    ("the paper's start: uniform noise, no input prior", dict(input_prior=False, speech_like_start=False), {}),
+    ("white-noise start (the default until session 11)", dict(speech_like_start=False), {}),
     ("fixed length 120", dict(min_frames=120), {}),
-    ("base: prior, lengths 60-120, 60 steps, percentile 99.99", {}, {}),
+    ("base: speech-like start, prior, lengths 60-120, 60 steps, percentile 99.99", {}, {}),
     ("200 steps", dict(iters=200), {}),
     ("32 samples", dict(samples=32), {}),
     ("per-sample statistics", dict(per_sample=True), {}),

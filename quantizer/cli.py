@@ -45,6 +45,9 @@ def _add_quantize(commands) -> None:
     parser.add_argument("--lr", type=float, default=defaults.lr)
     parser.add_argument("--per-sample", action="store_true", help="also match BN statistics per utterance")
     parser.add_argument("--no-input-prior", action="store_true", help="do not per-feature normalise the inputs")
+    parser.add_argument(
+        "--white-start", action="store_true", help="start from white noise (the paper) instead of speech-like noise"
+    )
     parser.add_argument("--weight-bits", type=int, default=8)
     parser.add_argument("--act-bits", type=int, default=8)
     parser.add_argument("--calib", choices=CALIBRATION_METHODS, default=CalibrationSettings().method)
@@ -78,6 +81,7 @@ def _quantize(args: argparse.Namespace) -> int:
         lr=args.lr,
         per_sample=args.per_sample,
         input_prior=not args.no_input_prior,
+        speech_like_start=not args.white_start,
         seed=args.seed,
     )
     model, report, graph = quantize_checkpoint(

@@ -53,7 +53,7 @@ class LogMelFrontEnd:
 
     @classmethod
     def of(cls, model) -> LogMelFrontEnd:
-        """The front end stored with a quantized model (an IntegerModel: preprocessor, filterbank, window)."""
+        """The front end stored with a model (an IntegerModel or FloatGraph: preprocessor, filterbank, window)."""
         return cls(model.preprocessor, model.filterbank, model.window)
 
     @property
