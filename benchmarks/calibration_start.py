@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from app.settings import REPOSITORY, SHIPPED_MODEL
 from quantizer import report
 from quantizer.calibrate import calibrate_ranges
 from quantizer.checkpoint import read_nemo
@@ -27,8 +28,7 @@ from quantizer.pipeline import quantize_checkpoint
 from quantizer.quantize import QuantSettings, quantize_graph
 from quantizer.synthetic import SyntheticSettings
 
-SHIPPED = Path(__file__).resolve().parents[1] / "models" / "qasr-en-quartznet5x3.nemo"
-MINI_TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "librispeech-mini-train" / "manifest.jsonl"
+MINI_TRAIN = REPOSITORY.parent / "shared" / "data" / "librispeech-mini-train" / "manifest.jsonl"
 UTTERANCES = 16
 STRIDE = 25
 
@@ -46,7 +46,7 @@ def row(name: str, graph, model, features, frames) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=SHIPPED)
+    parser.add_argument("--model", type=Path, default=SHIPPED_MODEL)
     parser.add_argument("--manifest", type=Path, default=MINI_TRAIN)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--threads", type=int, default=2)
@@ -60,9 +60,7 @@ def main() -> None:
     print("| --- | --- | --- | --- |")
     for seed in args.seeds:
         for speech_like in (False, True):
-            model, _, graph = quantize_checkpoint(
-                args.model, SyntheticSettings(speech_like_start=speech_like, seed=seed)
-            )
+            model, _, _ = quantize_checkpoint(args.model, SyntheticSettings(speech_like_start=speech_like, seed=seed))
             start = "speech-like" if speech_like else "white-noise (paper)"
             print(row(f"zero-shot, {start} start, seed {seed}", graph, model, features, frames), flush=True)
     recorded, recorded_frames = features_of(
