@@ -64,19 +64,27 @@ class LogMelFrontEnd:
     def bins(self) -> int:
         return int(self.filterbank.shape[0])
 
-    def frames(self, samples: np.ndarray) -> np.ndarray:
-        """Valid feature frames for audio lengths in samples (NeMo's get_seq_len)."""
-        return (np.asarray(samples, np.int64) + 2 * (self.n_fft // 2) - self.n_fft) // self.hop
+    def to(self, device: torch.device | str) -> LogMelFrontEnd:
+        """This front end with its filterbank and window on device (for `features`)."""
+        self.filterbank, self.window = self.filterbank.to(device), self.window.to(device)
+        return self
 
-    @torch.no_grad()
     def __call__(self, audio: np.ndarray, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """audio float32 [B, S] (padded), samples [B] -> features float32 [B, n_mels, T], frames [B]."""
-        x = torch.from_numpy(np.ascontiguousarray(audio, np.float32))
-        samples = torch.from_numpy(np.asarray(samples, np.int64))
-        frames = torch.from_numpy(self.frames(samples.numpy()))
+        features, frames = self.features(
+            torch.from_numpy(np.ascontiguousarray(audio, np.float32)), torch.from_numpy(np.asarray(samples, np.int64))
+        )
+        return features.numpy(), frames.numpy()
+
+    @torch.no_grad()
+    def features(self, x: torch.Tensor, samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same on tensors, on the front end's device: x float32 [B, S], samples int64 [B].
+        Valid frames are NeMo's get_seq_len."""
+        frames = torch.div(samples + 2 * (self.n_fft // 2) - self.n_fft, self.hop, rounding_mode="floor")
+        positions = torch.arange(x.shape[1], device=x.device)
         if self.preemph is not None:
             x = torch.cat((x[:, :1], x[:, 1:] - self.preemph * x[:, :-1]), dim=1)
-            x = x.masked_fill(torch.arange(x.shape[1])[None, :] >= samples[:, None], 0.0)
+            x = x.masked_fill(positions[None, :] >= samples[:, None], 0.0)
         spectrum = torch.stft(
             x,
             n_fft=self.n_fft,
@@ -89,7 +97,7 @@ class LogMelFrontEnd:
         )
         power = torch.view_as_real(spectrum).pow(2).sum(-1)  # |X|^2 [B, n_fft / 2 + 1, T]
         features = torch.log(torch.matmul(self.filterbank, power) + self.guard)
-        valid = torch.arange(features.shape[2])[None, :] < frames[:, None]  # [B, T]
+        valid = torch.arange(features.shape[2], device=x.device)[None, :] < frames[:, None]  # [B, T]
         if self.normalize:
             count = valid.sum(1)[:, None]
             mean = torch.where(valid[:, None], features, 0.0).sum(2) / count
@@ -99,4 +107,4 @@ class LogMelFrontEnd:
         features = features.masked_fill(~valid[:, None], 0.0)
         if self.pad_to > 0 and features.shape[2] % self.pad_to:
             features = torch.nn.functional.pad(features, (0, self.pad_to - features.shape[2] % self.pad_to))
-        return features.numpy(), frames.numpy()
+        return features, frames
