@@ -12,7 +12,7 @@ from quantizer.ctc import frame_log_probabilities, greedy_text
 from quantizer.features import LogMelFrontEnd, pad_audio
 from quantizer.integer_model import IntegerModel
 from quantizer.lexicon import LexiconDecoder
-from quantizer.manifest import Utterance, load_audio, read_manifest
+from quantizer.manifest import Utterance, load_utterance, read_manifest
 from quantizer.runtime import Recognizer, logit_scale
 from quantizer.significance import word_errors
 
@@ -44,7 +44,7 @@ def transcribe(
     or by lexicon beam search over the logits (times logit_scale: the integer graph's are codes)."""
     hypotheses = []
     for start in range(0, len(utterances), batch):
-        audio = [load_audio(u.audio) for u in utterances[start : start + batch]]
+        audio = [load_utterance(u) for u in utterances[start : start + batch]]
         features, frames = front_end(*pad_audio(audio))
         result = recognizer(features, frames, with_logits=lexicon is not None)
         for b, length in enumerate(result.lengths):

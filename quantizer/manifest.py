@@ -1,4 +1,5 @@
-"""NeMo manifests (JSON lines: audio_filepath, duration, text) and their audio, for evaluation and training."""
+"""NeMo manifests (JSON lines: audio_filepath, duration, text, optionally offset) and their audio, for evaluation
+and training."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ class Utterance:
     audio: Path
     seconds: float
     text: str
+    offset: float | None = None  # seconds into the file where it starts; None: the utterance is the whole file
 
 
 def normalize_text(text: str, labels: list[str]) -> str:
@@ -39,17 +41,26 @@ def read_manifest(path: str | Path, labels: list[str], max_seconds: float = floa
         try:
             entry = json.loads(line)
             audio, seconds, text = entry["audio_filepath"], float(entry["duration"]), entry["text"]
+            offset = None if entry.get("offset") is None else float(entry["offset"])
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
             raise ValueError(f"{path}:{number}: not a NeMo manifest line ({error})") from error
         text = normalize_text(text, labels)
         if text and seconds <= max_seconds:
-            utterances.append(Utterance(path.parent / audio, seconds, text))
+            utterances.append(Utterance(path.parent / audio, seconds, text, offset))
     return utterances
 
 
-def load_audio(path: Path) -> np.ndarray:
-    """float32 mono samples at SAMPLE_RATE."""
-    samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+def load_audio(path: Path, offset: float = 0.0, seconds: float | None = None) -> np.ndarray:
+    """float32 mono samples at SAMPLE_RATE: the whole file, or `seconds` of it from `offset`."""
+    start, frames = round(offset * SAMPLE_RATE), -1 if seconds is None else round(seconds * SAMPLE_RATE)
+    samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True, start=start, frames=frames)
     if rate != SAMPLE_RATE:
         raise ValueError(f"{path}: {rate} Hz; manifests must hold {SAMPLE_RATE} Hz audio")
     return samples.mean(axis=1)
+
+
+def load_utterance(utterance: Utterance) -> np.ndarray:
+    """An utterance's samples: its whole file, or its `duration` from its `offset` when the manifest gave one."""
+    if utterance.offset is None:
+        return load_audio(utterance.audio)
+    return load_audio(utterance.audio, utterance.offset, utterance.seconds)

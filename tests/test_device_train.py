@@ -7,7 +7,7 @@ import torch
 from nemo.collections.asr.models import EncDecCTCModel
 
 from quantizer.checkpoint import read_nemo
-from quantizer.manifest import load_audio, read_manifest
+from quantizer.manifest import load_audio, load_utterance, read_manifest
 from quantizer.nemo_configs import ENGLISH_LABELS, build_nemo_model
 from tests.toy_speech import tone_manifest, tone_training_settings
 from training.device_train import (
@@ -57,12 +57,15 @@ def test_packed_opus_clips_line_up_with_their_sources(tmp_path):
     assert count == len(originals) == 6 and seconds == pytest.approx(sum(u.seconds for u in originals))
     assert len(list((tmp_path / "packed").glob("tones-*.ogg"))) > 1  # sharded
     store = AudioStore([str(tmp_path / "packed" / "tones.jsonl")], torch.device("cpu"), max_seconds=60)
-    for clip, original in zip(store.clips, originals, strict=True):
+    packed = read_manifest(tmp_path / "packed" / "tones.jsonl", ENGLISH_LABELS)
+    assert all(u.offset is not None for u in packed) and packed[1].offset > 0
+    for clip, utterance, original in zip(store.clips, packed, originals, strict=True):
         expected = load_audio(original.audio)
-        got = store.audio(clip).numpy()
-        assert clip.text == original.text and abs(len(got) - len(expected)) <= 1
-        n = min(len(got), len(expected))
-        assert np.corrcoef(got[:n], expected[:n])[0, 1] > 0.95  # lossy, but the same sound at the same place
+        # what training decodes once per shard, and what qasr eval reads per utterance
+        for got in (store.audio(clip).numpy(), load_utterance(utterance)):
+            assert clip.text == original.text and abs(len(got) - len(expected)) <= 1
+            n = min(len(got), len(expected))
+            assert np.corrcoef(got[:n], expected[:n])[0, 1] > 0.95  # lossy, but the same sound at the same place
 
 
 def test_speed_change_moves_a_tone_and_shortens_the_audio():

@@ -22,6 +22,7 @@ def test_manifest_paths_are_relative_to_the_manifest_and_long_ones_skipped(tmp_p
     utterances = read_manifest(manifest, ENGLISH_LABELS, max_seconds=10)
     assert [u.audio.exists() for u in utterances] == [True, True]
     assert read_manifest(manifest, ENGLISH_LABELS, max_seconds=0.5) == []
+    assert [u.offset for u in utterances] == [None, None]  # no offset: each utterance is its whole file
 
 
 @pytest.mark.parametrize("degrade_probability", [0.0, 0.5])

@@ -27,12 +27,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile
 import torch
 
 from quantizer.checkpoint import read_nemo
 from quantizer.features import LogMelFrontEnd
-from quantizer.manifest import SAMPLE_RATE, Utterance, normalize_text
+from quantizer.manifest import SAMPLE_RATE, Utterance, load_audio, read_manifest
 from quantizer.nemo_configs import ENGLISH_LABELS
 from training.augment import speed_factors
 from training.data import duration_batches
@@ -78,38 +77,21 @@ class Clip:
     text: str
 
 
-def _decode(path: Path) -> np.ndarray:
-    """A whole audio file as float32 mono samples at SAMPLE_RATE."""
-    samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    if rate != SAMPLE_RATE:
-        raise ValueError(f"{path}: {rate} Hz; expected {SAMPLE_RATE}")
-    return samples.mean(axis=1)
-
-
 class AudioStore:
     """Every manifest's audio decoded once, float32 on the device (16 h: 3.7 GB)."""
 
     def __init__(self, manifests: list[str], device: torch.device, max_seconds: float):
-        entries = []  # (audio path, offset s, duration s, text)
-        for manifest in manifests:
-            path = Path(manifest)
-            for line in path.read_text().splitlines():
-                if line.strip():
-                    entry = json.loads(line)
-                    text = normalize_text(entry["text"], ENGLISH_LABELS)
-                    if text and float(entry["duration"]) <= max_seconds:
-                        audio = path.parent / entry["audio_filepath"]
-                        entries.append((audio, float(entry.get("offset", 0.0)), float(entry["duration"]), text))
-        files = list(dict.fromkeys(audio for audio, *_ in entries))
+        entries = [u for m in manifests for u in read_manifest(m, ENGLISH_LABELS, max_seconds)]
+        files = list(dict.fromkeys(u.audio for u in entries))
         numbers = {audio: n for n, audio in enumerate(files)}
         with ThreadPoolExecutor(os.cpu_count()) as pool:  # libsndfile runs without the GIL
-            self.sources = [torch.from_numpy(a).to(device) for a in pool.map(_decode, files)]
+            self.sources = [torch.from_numpy(a).to(device) for a in pool.map(load_audio, files)]
         self.clips: list[Clip] = []
-        for audio, offset, duration, text in entries:
-            source = self.sources[numbers[audio]]
-            start = round(offset * SAMPLE_RATE)
-            length = min(round(duration * SAMPLE_RATE), len(source) - start)
-            self.clips.append(Clip(numbers[audio], start, length, text))
+        for utterance in entries:
+            source = self.sources[numbers[utterance.audio]]
+            start = round((utterance.offset or 0.0) * SAMPLE_RATE)
+            length = min(round(utterance.seconds * SAMPLE_RATE), len(source) - start)
+            self.clips.append(Clip(numbers[utterance.audio], start, length, utterance.text))
 
     def utterances(self) -> list[Utterance]:
         """Stand-ins for duration_batches: the clip number as the path, so batches map back to clips."""
@@ -148,12 +130,11 @@ def speed_perturbed(store: AudioStore, clips: list[Clip], factors: list[float]) 
         groups[factor].append(index)
     pieces: list[torch.Tensor] = [torch.empty(0)] * len(clips)
     for factor, indices in groups.items():
-        audio, lengths = padded([store.audio(clips[i]) for i in indices])
+        audio, _ = padded([store.audio(clips[i]) for i in indices])
         if factor != 1.0:
             audio = change_speed(audio, factor)
-            lengths = torch.round(lengths / factor).long()
         for row, i in enumerate(indices):
-            pieces[i] = audio[row, : int(lengths[row])]
+            pieces[i] = audio[row, : round(clips[i].samples / factor)]
     return padded(pieces)
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from quantizer.manifest import SAMPLE_RATE, load_audio, read_manifest
+from quantizer.manifest import SAMPLE_RATE, load_utterance, read_manifest
 from quantizer.nemo_configs import ENGLISH_LABELS
 
 GAP_SECONDS = 0.1  # silence between utterances, so codec smearing stays out of the neighbours
@@ -47,7 +47,7 @@ def pack(manifest: Path, out: Path, level: float, shard_seconds: float) -> tuple
         )
 
     for utterance in utterances:
-        audio = load_audio(utterance.audio)
+        audio = load_utterance(utterance)
         lines.append(
             {
                 "audio_filepath": f"{out.name}-{shard:03d}.ogg",

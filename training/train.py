@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from quantizer.manifest import SAMPLE_RATE, load_audio, read_manifest
+from quantizer.manifest import SAMPLE_RATE, load_utterance, read_manifest
 from quantizer.nemo_configs import ENGLISH_LABELS, build_nemo_model, quartznet_config
 from training.augment import change_speed, degrade, draw_degradations, draw_factors, stretch_frames
 from training.data import duration_batches
@@ -103,7 +103,7 @@ def _save(path: Path, payload: dict) -> None:
 def _batch(utterances, labels: list[str], speeds: list[float], degradations: list[tuple[float, float]], seed: int):
     noise_rng = np.random.default_rng(seed)
     audio = [
-        degrade(change_speed(load_audio(u.audio), speed), snr_db, rt60_s, noise_rng)
+        degrade(change_speed(load_utterance(u), speed), snr_db, rt60_s, noise_rng)
         for u, speed, (snr_db, rt60_s) in zip(utterances, speeds, degradations, strict=True)
     ]
     samples = torch.tensor([len(a) for a in audio])
