@@ -25,7 +25,7 @@ from quantizer.cpu import int8_weight_type
 from quantizer.graph import build_float_graph
 from quantizer.integer_model import FORMAT_NAME, FORMAT_VERSION
 from quantizer.onnx_export import write_backends
-from quantizer.pipeline import quantize_checkpoint
+from quantizer.pipeline import CalibrationSettings, quantize_checkpoint
 from quantizer.synthetic import SyntheticSettings
 
 COMPLETE_FILE = "complete.json"
@@ -53,6 +53,7 @@ def cache_key(checkpoint_sha256: str, synthetic: SyntheticSettings) -> str:
         "checkpoint": checkpoint_sha256,
         "format": [FORMAT_NAME, FORMAT_VERSION],
         "synthetic": dataclasses.asdict(synthetic),
+        "calibration": dataclasses.asdict(CalibrationSettings()),  # the service always uses the defaults
         "int8_weights": int8_weight_type(),  # a folder moved to another kind of CPU is rebuilt for it
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]

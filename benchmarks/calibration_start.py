@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/calibration_start.py [--model M.nemo] [--manifest F] [--seeds 0 1]
 
 Quantizes the model with the synthetic data starting from white noise (the paper) and from
-speech-like noise (the default), for each seed, and prints on utterances of the manifest (every
+speech-like noise (the default), for each seed, without channel equalization (benchmarks/equalization.py
+measures that), and prints on utterances of the manifest (every
 25th, 16 of them) the SQNR of the logits, of the worst layer, and the argmax agreement with FP32.
 The last two rows calibrate on 16 other utterances of the manifest instead (not zero-shot: the
 reference a data-free method tries to reach).
@@ -24,7 +25,7 @@ from quantizer.checkpoint import read_nemo
 from quantizer.features import LogMelFrontEnd, pad_audio
 from quantizer.graph import FloatModel, build_float_graph
 from quantizer.manifest import load_audio, read_manifest
-from quantizer.pipeline import quantize_checkpoint
+from quantizer.pipeline import CalibrationSettings, quantize_checkpoint
 from quantizer.quantize import QuantSettings, quantize_graph
 from quantizer.synthetic import SyntheticSettings
 
@@ -60,9 +61,13 @@ def main() -> None:
     print("| --- | --- | --- | --- |")
     for seed in args.seeds:
         for speech_like in (False, True):
-            model, _, _ = quantize_checkpoint(args.model, SyntheticSettings(speech_like_start=speech_like, seed=seed))
+            model, _, quantized_graph = quantize_checkpoint(
+                args.model,
+                SyntheticSettings(speech_like_start=speech_like, seed=seed),
+                calibration=CalibrationSettings(equalize=0.0),
+            )
             start = "speech-like" if speech_like else "white-noise (paper)"
-            print(row(f"zero-shot, {start} start, seed {seed}", graph, model, features, frames), flush=True)
+            print(row(f"zero-shot, {start} start, seed {seed}", quantized_graph, model, features, frames), flush=True)
     recorded, recorded_frames = features_of(
         front_end, [u.audio for u in utterances[STRIDE // 2 :: STRIDE][:UTTERANCES]]
     )

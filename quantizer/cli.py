@@ -53,6 +53,12 @@ def _add_quantize(commands) -> None:
     parser.add_argument("--calib", choices=CALIBRATION_METHODS, default=CalibrationSettings().method)
     parser.add_argument("--percentile", type=float, default=CalibrationSettings().percentile)
     parser.add_argument(
+        "--equalize",
+        type=float,
+        default=CalibrationSettings().equalize,
+        help="channel equalization strength, 0 (off) to 1: rescales channels so one activation scale fits them",
+    )
+    parser.add_argument(
         "--eval-samples",
         type=int,
         default=CalibrationSettings().eval_samples,
@@ -88,7 +94,7 @@ def _quantize(args: argparse.Namespace) -> int:
         args.model,
         synthetic,
         QuantSettings(args.weight_bits, args.act_bits),
-        CalibrationSettings(args.calib, args.percentile, args.eval_samples),
+        CalibrationSettings(args.calib, args.percentile, args.eval_samples, args.equalize),
         progress=True,
     )
     start = time.perf_counter()

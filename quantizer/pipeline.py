@@ -11,6 +11,7 @@ import torch
 
 from quantizer.calibrate import calibrate_ranges
 from quantizer.checkpoint import read_nemo
+from quantizer.equalize import channel_peaks, equalize_channels
 from quantizer.graph import FloatGraph, FloatModel, build_float_graph
 from quantizer.integer_model import IntegerModel
 from quantizer.quantize import QuantSettings, quantize_graph
@@ -25,6 +26,11 @@ class CalibrationSettings:
     method: str = "percentile"
     percentile: float = 99.99
     eval_samples: int = 2  # held-out synthetic inputs for the report
+    equalize: float = 0.25  # channel equalization strength, 0 (off) to 1 (quantizer.equalize)
+
+    def __post_init__(self):
+        if not 0 <= self.equalize <= 1:
+            raise ValueError(f"equalization strength must be between 0 and 1, got {self.equalize}")
 
 
 class StageTimer:
@@ -45,7 +51,8 @@ def quantize_checkpoint(
     calibration: CalibrationSettings = CalibrationSettings(),
     progress: bool = False,
 ) -> tuple[IntegerModel, dict, FloatGraph]:
-    """Quantize a checkpoint with no real data; returns the model, its report and the float graph."""
+    """Quantize a checkpoint with no real data; returns the model, its report and the float graph it
+    quantizes (channel-equalized: the checkpoint's function, node outputs rescaled per channel)."""
     timer = StageTimer()
     with timer.stage("load"):
         checkpoint = read_nemo(path)
@@ -55,8 +62,10 @@ def quantize_checkpoint(
     with timer.stage("synthesize"):
         data = generate(float_model, synthetic, progress=progress)
     with timer.stage("calibrate"):
+        peaks = channel_peaks(float_model, data.features, data.lengths, synthetic.batch_size)
+        equalized = equalize_channels(graph, peaks, calibration.equalize)
         ranges = calibrate_ranges(
-            float_model,
+            FloatModel(equalized),
             data.features,
             data.lengths,
             calibration.method,
@@ -65,7 +74,7 @@ def quantize_checkpoint(
             quant.act_bits,
         )
     with timer.stage("quantize"):
-        model = quantize_graph(graph, ranges, quant)
+        model = quantize_graph(equalized, ranges, quant)
         model.settings.update(
             checkpoint_sha256=checkpoint.sha256,
             synthetic=synthetic.as_dict(),
@@ -76,7 +85,7 @@ def quantize_checkpoint(
             synthetic, samples=calibration.eval_samples, seed=synthetic.seed + EVAL_SEED_OFFSET
         )
         eval_data = generate(float_model, held_out, progress=progress)
-        evaluation = evaluate(graph, model, eval_data.features, eval_data.lengths)
+        evaluation = evaluate(equalized, model, eval_data.features, eval_data.lengths)
     report = {
         "checkpoint": str(path),
         "checkpoint_sha256": checkpoint.sha256,
@@ -96,4 +105,4 @@ def quantize_checkpoint(
         "seconds": timer.seconds,
         "torch_threads": torch.get_num_threads(),
     }
-    return model, report, graph
+    return model, report, equalized
