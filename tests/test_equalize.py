@@ -4,7 +4,7 @@ import torch
 
 from quantizer.checkpoint import read_nemo
 from quantizer.equalize import MAX_GAIN, channel_peaks, channel_scales, equalize_channels
-from quantizer.graph import FloatModel, build_float_graph
+from quantizer.graph import FEATURES, ConvTerm, FloatGraph, FloatModel, Node, build_float_graph
 from quantizer.pipeline import CalibrationSettings, quantize_checkpoint
 from quantizer.reference import argmax_tokens, quantize_features, run_integer
 from quantizer.simulate import simulate
@@ -75,3 +75,24 @@ def test_the_integer_model_of_an_equalized_graph_stays_exact_and_close(quartznet
 def test_equalization_strength_is_validated():
     with pytest.raises(ValueError, match="between 0 and 1"):
         CalibrationSettings(equalize=1.5)
+
+
+def test_a_grouped_reader_that_is_not_depthwise_is_refused():
+    rng = np.random.default_rng(0)
+
+    def term(source, shape, groups=1):
+        weight = rng.normal(size=shape).astype(np.float32)
+        return ConvTerm(source, weight, np.zeros(shape[0], np.float32), groups=groups)
+
+    graph = FloatGraph(
+        feat_in=4,
+        nodes=[
+            Node("a", [term(FEATURES, (4, 4, 1))], relu=True),
+            Node("b", [term("a", (4, 2, 3), groups=2)], relu=True),
+            Node("decoder", [term("b", (3, 4, 1))], relu=False),
+        ],
+        labels=["x", "y"],
+    )
+    peaks = {"a": np.array([1.0, 2.0, 3.0, 4.0]), "b": np.ones(4), "decoder": np.ones(3)}
+    with pytest.raises(ValueError, match="grouped conv"):
+        equalize_channels(graph, peaks, 0.5)
