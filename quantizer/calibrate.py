@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from quantizer.graph import FEATURES, FloatModel, term_key, valid_mask
+from quantizer.graph import FEATURES, FloatModel, input_batches, term_key, valid_mask
 from quantizer.quantize import output_range
 
 CALIBRATION_METHODS = ("minmax", "percentile", "mse")
@@ -61,9 +61,7 @@ def calibrate_ranges(
         if len(nodes[i].terms) > 1:
             observe(term_key(nodes[i].name, j), y, out_lengths)
 
-    for start in range(0, len(features), batch_size):
-        x = torch.from_numpy(features[start : start + batch_size])
-        x_lengths = torch.from_numpy(lengths[start : start + batch_size])
+    for x, x_lengths in input_batches(features, lengths, batch_size):
         observe(FEATURES, x, x_lengths)
         model(x, x_lengths, on_term=observe_term, on_node=observe)
     relu = {node.name: node.relu for node in model.graph.nodes}

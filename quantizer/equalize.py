@@ -20,7 +20,7 @@ import copy
 import numpy as np
 import torch
 
-from quantizer.graph import FloatGraph, FloatModel, valid_mask
+from quantizer.graph import FloatGraph, FloatModel, input_batches, valid_mask
 
 MAX_GAIN = 16.0  # no channel is raised more than this, so dead channels stay near their scale
 
@@ -35,9 +35,8 @@ def channel_peaks(model: FloatModel, features: np.ndarray, lengths: np.ndarray, 
         peak = (y.abs() * mask).amax(dim=(0, 2)).double().numpy()
         peaks[name] = np.maximum(peaks[name], peak) if name in peaks else peak
 
-    for start in range(0, len(features), batch_size):
-        x = torch.from_numpy(features[start : start + batch_size])
-        model(x, torch.from_numpy(lengths[start : start + batch_size]), on_node=observe)
+    for x, x_lengths in input_batches(features, lengths, batch_size):
+        model(x, x_lengths, on_node=observe)
     return peaks
 
 

@@ -8,6 +8,7 @@ plus one pane per residual input: dense for JasperDR) and the CTC decoder.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -287,6 +288,17 @@ def build_float_graph(checkpoint: NemoCheckpoint) -> FloatGraph:
 def term_key(node: str, term: int) -> str:
     """Name of one term's output inside a multi-term node (for ranges of branches before their sum)."""
     return f"{node}/term{term}"
+
+
+def input_batches(
+    features: np.ndarray, lengths: np.ndarray, batch_size: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(features [b, F, T], lengths [b]) tensors of consecutive batches of at most batch_size inputs."""
+    for start in range(0, len(features), batch_size):
+        yield (
+            torch.from_numpy(features[start : start + batch_size]),
+            torch.from_numpy(lengths[start : start + batch_size]),
+        )
 
 
 def valid_mask(lengths: torch.Tensor, frames: int) -> torch.Tensor:

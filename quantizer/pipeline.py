@@ -62,7 +62,12 @@ def quantize_checkpoint(
     with timer.stage("synthesize"):
         data = generate(float_model, synthetic, progress=progress)
     with timer.stage("calibrate"):
-        peaks = channel_peaks(float_model, data.features, data.lengths, synthetic.batch_size)
+        # strength 0 needs no peaks: skip their forward pass over the synthetic inputs
+        peaks = (
+            channel_peaks(float_model, data.features, data.lengths, synthetic.batch_size)
+            if calibration.equalize
+            else {}
+        )
         equalized = equalize_channels(graph, peaks, calibration.equalize)
         ranges = calibrate_ranges(
             FloatModel(equalized),
