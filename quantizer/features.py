@@ -70,11 +70,23 @@ class LogMelFrontEnd:
         return self
 
     def __call__(self, audio: np.ndarray, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """audio float32 [B, S] (padded), samples [B] -> features float32 [B, n_mels, T], frames [B]."""
-        features, frames = self.features(
-            torch.from_numpy(np.ascontiguousarray(audio, np.float32)), torch.from_numpy(np.asarray(samples, np.int64))
-        )
-        return features.numpy(), frames.numpy()
+        """audio float32 [B, S] (padded), samples [B] -> features float32 [B, n_mels, T], frames [B].
+
+        Each clip is computed alone and then padded: float sums over a longer padded batch round
+        differently in the last bit, which can move an integer model's input code, so a clip's
+        transcript would otherwise depend on what it was batched with."""
+        samples = np.asarray(samples, np.int64)
+        clips = [
+            self.features(
+                torch.from_numpy(np.ascontiguousarray(audio[b : b + 1, : samples[b]], np.float32)),
+                torch.from_numpy(samples[b : b + 1]),
+            )
+            for b in range(len(samples))
+        ]
+        features = np.zeros((len(clips), self.bins, max(f.shape[2] for f, _ in clips)), np.float32)
+        for b, (clip_features, _) in enumerate(clips):
+            features[b, :, : clip_features.shape[2]] = clip_features[0].numpy()
+        return features, np.concatenate([frames.numpy() for _, frames in clips])
 
     @torch.no_grad()
     def features(self, x: torch.Tensor, samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

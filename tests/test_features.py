@@ -39,6 +39,24 @@ def test_matches_nemos_preprocessor_on_a_padded_batch(quartznet_nemo, saved_mode
     assert np.abs(features - expected.numpy()).max() < 1e-4  # measured 1.5e-6 on 64 bins
 
 
+def test_a_clip_gets_the_same_features_bit_for_bit_in_any_batch(saved_model):
+    """Batched float sums round differently in the last bit, which can move an integer input code
+    and so a transcript: each clip's features must not depend on its batch companions."""
+    from quantizer.integer_model import IntegerModel
+
+    front_end = LogMelFrontEnd.of(IntegerModel.load(saved_model))
+    rng = np.random.default_rng(1)
+    clips = [(rng.normal(size=n) * scale).astype(np.float32) for n, scale in ((117_000, 0.05), (240_000, 0.3))]
+    alone, alone_frames = front_end(clips[0][None, :], np.array([len(clips[0])]))
+    batch = np.zeros((2, len(clips[1])), np.float32)
+    batch[0, : len(clips[0])], batch[1] = clips
+    together, frames = front_end(batch, np.array([len(c) for c in clips]))
+    n = int(alone_frames[0])
+    assert frames[0] == n and together.shape[2] > alone.shape[2]
+    np.testing.assert_array_equal(together[0, :, :n], alone[0, :, :n])
+    assert not together[0, :, n:].any()  # padding stays zero
+
+
 def test_unsupported_preprocessor_settings_are_named(saved_model):
     from quantizer.integer_model import IntegerModel
 
