@@ -5,7 +5,7 @@
 
 DIR: a folder written by `qasr quantize`. For each utterance the `integer` graph runs once and every
 decoder reads the same log-probabilities: greedy, the lexicon search with wordfreq unigrams, and the
-lexicon search with an ARPA n-gram (default: the shipped bigram). The table gives seconds per audio
+lexicon search with an ARPA n-gram (default: the shipped trigram). The table gives seconds per audio
 second (the real-time factor) of the model and of each decoder, summed over the utterances; building
 each lexicon is timed once, with the resident memory it added.
 """

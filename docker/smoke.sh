@@ -72,7 +72,7 @@ grep -q "using cached quantized model" <<<"$logs" || { echo "restart did not use
 [ "$second" -lt "$first" ] || { echo "restart ($second s) was not faster than the first start ($first s)" >&2; exit 1; }
 QASR_DECODER=lexicon docker-compose -f docker-compose.yml up -d qasr  # recreated with the lexicon decoder, same cache volume
 seconds_until_ready >/dev/null
-curl -sf http://127.0.0.1:8000/health/ready | python3 -c 'import json, sys; assert json.load(sys.stdin)["language_model"] == "english-bigram.arpa.gz"'
+curl -sf http://127.0.0.1:8000/health/ready | python3 -c 'import json, sys; assert json.load(sys.stdin)["language_model"] == "english-trigram.arpa.gz"'
 lexicon=$(curl -sf -F "file=@$clip" http://127.0.0.1:8000/v1/transcribe)
 echo "lexicon decoder: $lexicon" | cut -c1-300
 python3 -c 'import json, sys; assert json.loads(sys.argv[1])["decoder"] == "lexicon"' "$lexicon"

@@ -142,7 +142,7 @@ def _add_eval(commands) -> None:
     parser.add_argument(
         "--language-model",
         default=str(SHIPPED_LANGUAGE_MODEL),
-        help="lexicon: ARPA n-gram file (.arpa or .arpa.gz; default: the shipped English bigram); "
+        help="lexicon: ARPA n-gram file (.arpa or .arpa.gz; default: the shipped English trigram); "
         "'' for wordfreq unigrams",
     )
     parser.add_argument("--words", type=int, default=lexicon.words, help="lexicon without an ARPA: most frequent words")

@@ -27,8 +27,8 @@ from flashlight.lib.text.dictionary import Dictionary
 DECODERS = ("greedy", "lexicon")
 UNKNOWN = "<unk>"
 ARPA_MARKERS = {"<s>", "</s>", UNKNOWN}
-# The project's word bigram (training/bigram_lm.py); present in a checkout, not in an installed wheel.
-SHIPPED_LANGUAGE_MODEL = Path(__file__).resolve().parent.parent / "models" / "english-bigram.arpa.gz"
+# The project's word trigram (training/ngram_lm.py); present in a checkout, not in an installed wheel.
+SHIPPED_LANGUAGE_MODEL = Path(__file__).resolve().parent.parent / "models" / "english-trigram.arpa.gz"
 IMPOSSIBLE = -1e4  # log-probability of what a frame cannot emit
 
 

@@ -88,13 +88,13 @@ def test_too_few_frames_for_any_word_give_silence(decoder):
 def context_arpa(tmp_path_factory):
     """A bigram over five words where 'cat' follows 'the' and 'cot' follows 'a', built by the
     project's own ARPA writer; both nouns are equally likely alone."""
-    from training.bigram_lm import count_bigrams, write_arpa
+    from training.ngram_lm import count_ngrams, write_arpa
 
     words = ["the", "a", "cat", "cot", "sat"]
     unigram_log_p = {w: float(np.log(1 / 6)) for w in [*words, "</s>"]}
-    pairs, _, _ = count_bigrams([["the", "cat"]] * 20 + [["a", "cot"]] * 20, {"<s>", "</s>", *words})
+    counts, _, _ = count_ngrams([["the", "cat"]] * 20 + [["a", "cot"]] * 20, {"<s>", "</s>", *words}, order=2)
     path = tmp_path_factory.mktemp("lm") / "context.arpa.gz"
-    write_arpa(path, unigram_log_p, pairs)
+    write_arpa(path, unigram_log_p, counts)
     return path
 
 

@@ -141,7 +141,7 @@ def test_lexicon_decoding_service_gives_the_offline_beam_search_transcript(quart
     service = create_app(settings, exit_on_failure=False)
     with TestClient(service) as test_client:
         ready = wait_ready(test_client)
-        assert (ready["decoder"], ready["language_model"]) == ("lexicon", "english-bigram.arpa.gz")
+        assert (ready["decoder"], ready["language_model"]) == ("lexicon", "english-trigram.arpa.gz")
         body = test_client.post("/v1/transcribe", content=wav).json()
     folder = next(p for p in cache.iterdir() if (p / COMPLETE_FILE).exists())
     model = IntegerModel.load(folder)
