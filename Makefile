@@ -7,8 +7,8 @@ PYTEST_MARK := $(if $(SLOW),-m "slow or not slow",)
 
 # Programs the corpus generator runs (all GPL, used as separate processes); Debian/Ubuntu, as root.
 system-packages:
-	command -v espeak-ng >/dev/null && command -v sox >/dev/null && command -v bible >/dev/null || \
-		(apt-get update -q && apt-get install -y -q espeak-ng sox bible-kjv)
+	command -v espeak-ng >/dev/null && command -v sox >/dev/null && command -v bible >/dev/null && \
+		command -v flite >/dev/null || (apt-get update -q && apt-get install -y -q espeak-ng sox bible-kjv flite)
 
 setup: $(VENV)/.installed
 

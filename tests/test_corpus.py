@@ -24,12 +24,13 @@ def test_sentences_are_many_normalised_and_split_for_holding_out(sentences):
     assert 0.03 < heldout < 0.07
 
 
-@pytest.mark.parametrize("engine", ["piper", "espeak"])
+@pytest.mark.parametrize("engine", ["piper", "espeak", "flite"])
 def test_a_shard_is_16khz_speech_with_its_transcripts(tmp_path, monkeypatch, sentences, engine):
     monkeypatch.setattr(corpus, "SHARD_SIZE", 3)
     monkeypatch.setattr(corpus, "PIPER_SHARE", 1.0 if engine == "piper" else 0.0)
     pool = [s for s in sentences if corpus.is_heldout_sentence(s)]
-    corpus.make_shard(7, tmp_path, pool, heldout=True, seed=1, variants=corpus.espeak_variants())
+    mix = "flite" if engine == "flite" else "mixed"
+    corpus.make_shard(7, tmp_path, pool, heldout=True, seed=1, variants=corpus.espeak_variants(), engine=mix)
 
     entries = [json.loads(line) for line in (tmp_path / "shards" / "00007.jsonl").read_text().splitlines()]
     assert len(entries) == 3 and {e["engine"] for e in entries} == {engine}
@@ -52,6 +53,10 @@ def test_heldout_voices_are_never_used_for_training():
             assert not set(voice.settings["variants"]) & corpus.ESPEAK_HELDOUT_VARIANTS
         else:
             assert 0.85 <= voice.settings["length_scale"] <= 1.25
+    for heldout in (False, True):
+        voices = set(corpus.shard_voice(rng, heldout, variants, engine="flite").settings["voices"])
+        assert voices and voices <= set(corpus.FLITE_TRAIN_VOICES if not heldout else corpus.FLITE_HELDOUT_VOICES)
+    assert not set(corpus.FLITE_TRAIN_VOICES) & set(corpus.FLITE_HELDOUT_VOICES)
 
 
 def test_generation_resumes_and_writes_disjoint_manifests(tmp_path, monkeypatch):
@@ -68,3 +73,8 @@ def test_generation_resumes_and_writes_disjoint_manifests(tmp_path, monkeypatch)
     train = {u.text for u in read_manifest(tmp_path / "train.jsonl", ENGLISH_LABELS)}
     heldout = {u.text for u in read_manifest(tmp_path / "heldout.jsonl", ENGLISH_LABELS)}
     assert train and heldout and not train & heldout
+
+
+def test_an_unknown_engine_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="engine must be one of"):
+        corpus.generate(tmp_path, hours=0.001, heldout_minutes=0.05, seed=0, engine="festival")

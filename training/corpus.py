@@ -1,16 +1,18 @@
 """Synthetic English speech corpus: public-domain sentences spoken by piper and espeak-ng, augmented.
 
     .venv/bin/python -m training.corpus --out ../corpus --hours 4 --heldout-minutes 10
+    .venv/bin/python -m training.corpus --out ../corpus-flite --hours 2 --engine flite
 
 Text: the King James Bible (public domain) from Debian's `bible-kjv` package, cut into clauses.
 Voices: piper with the CC0 `joe` voice (varied phoneme length and noise) and espeak-ng (English
-accents, voice variants, pitch, speed). Augmentation: speed, reverb (sox), noise and gain. Both
-TTS programs and sox are GPL and run as separate processes only.
+accents, voice variants, pitch, speed). With `--engine flite`, flite's five built-in voices instead
+(CMU's diphone and ARCTIC voices, BSD-style licence; varied duration). Augmentation: speed, reverb
+(sox), noise and gain. The TTS programs and sox are run as separate processes only.
 
 Work is done in shards of SHARD_SIZE utterances; a finished shard leaves `shards/NNNNN.jsonl`, so
 an interrupted run resumes where it stopped. `train.jsonl` and `heldout.jsonl` (NeMo manifests,
 16 kHz mono WAV) are rewritten from the finished shards at the end of every run. Held-out shards use
-sentences, espeak-ng accents and variants, and piper settings that training shards never use.
+sentences, espeak-ng accents and variants, piper settings and flite voices that training shards never use.
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ ESPEAK_HELDOUT_ACCENTS = ["en-us", "en-gb-x-rp"]  # with held-out variants only
 ESPEAK_HELDOUT_VARIANTS = {"m3", "f2", "klatt2", "Andy", "Annie", "steph2"}
 ESPEAK_UNUSABLE_VARIANTS = {"Demonic", "whisper", "whisperf", "croak", "Mr", "UniRobot", "anikaRobot", "fast"}
 PIPER_SHARE = 0.5  # of training shards; piper is 25x costlier per second but far more natural
+ENGINES = ("mixed", "flite")  # mixed: piper and espeak-ng shards
+FLITE_TRAIN_VOICES = ["kal", "kal16", "rms", "slt"]
+FLITE_HELDOUT_VOICES = ["awb"]
 
 
 class ToolMissing(RuntimeError):
@@ -49,7 +54,7 @@ class ToolMissing(RuntimeError):
 
 @dataclass(frozen=True)
 class Voice:
-    engine: str  # "piper" | "espeak"
+    engine: str  # "piper" | "espeak" | "flite"
     settings: dict
 
 
@@ -79,8 +84,10 @@ def espeak_variants() -> list[str]:
     return sorted(names - ESPEAK_UNUSABLE_VARIANTS)
 
 
-def shard_voice(rng: random.Random, heldout: bool, variants: list[str]) -> Voice:
+def shard_voice(rng: random.Random, heldout: bool, variants: list[str], engine: str = "mixed") -> Voice:
     """Voice settings for one shard; held-out shards draw from disjoint ranges."""
+    if engine == "flite":
+        return Voice("flite", {"voices": FLITE_HELDOUT_VOICES if heldout else FLITE_TRAIN_VOICES})
     if rng.random() < PIPER_SHARE:
         length = rng.choice([0.78, 1.32]) if heldout else rng.uniform(0.85, 1.25)
         return Voice(
@@ -137,6 +144,16 @@ def synthesize_espeak(sentence: str, settings: dict, rng: random.Random, path: P
     return path
 
 
+def synthesize_flite(sentence: str, settings: dict, rng: random.Random, path: Path) -> Path:
+    voice, stretch = rng.choice(settings["voices"]), rng.uniform(0.8, 1.25)  # stretch: duration factor
+    subprocess.run(
+        ["flite", "-voice", voice, "--setf", f"duration_stretch={stretch:.3f}", "-t", sentence, "-o", str(path)],
+        check=True,
+        capture_output=True,
+    )
+    return path
+
+
 def augment(source: Path, target: Path, rng: random.Random) -> float:
     """Speed and reverb by sox (which also resamples to 16 kHz mono), then noise and gain; seconds."""
     effects = ["speed", f"{rng.uniform(0.9, 1.1):.3f}"]
@@ -176,10 +193,12 @@ def augment(source: Path, target: Path, rng: random.Random) -> float:
     return len(samples) / SAMPLE_RATE
 
 
-def make_shard(index: int, out: Path, sentences: list[str], heldout: bool, seed: int, variants: list[str]) -> None:
+def make_shard(
+    index: int, out: Path, sentences: list[str], heldout: bool, seed: int, variants: list[str], engine: str = "mixed"
+) -> None:
     """Synthesize, augment and record one shard; its manifest appears only when it is complete."""
     rng = random.Random(f"{seed}-{index}")
-    voice = shard_voice(rng, heldout, variants)
+    voice = shard_voice(rng, heldout, variants, engine)
     chosen = rng.sample(sentences, SHARD_SIZE)
     audio_folder = out / "audio" / f"{index:05d}"
     audio_folder.mkdir(parents=True, exist_ok=True)
@@ -188,7 +207,8 @@ def make_shard(index: int, out: Path, sentences: list[str], heldout: bool, seed:
         if voice.engine == "piper":
             raw = synthesize_piper(chosen, voice.settings, scratch_path)
         else:
-            raw = [synthesize_espeak(s, voice.settings, rng, scratch_path / f"{i}.wav") for i, s in enumerate(chosen)]
+            synthesize = synthesize_flite if voice.engine == "flite" else synthesize_espeak
+            raw = [synthesize(s, voice.settings, rng, scratch_path / f"{i}.wav") for i, s in enumerate(chosen)]
         entries = []
         for number, (sentence, source) in enumerate(zip(chosen, raw, strict=True)):
             target = audio_folder / f"{number:02d}.wav"
@@ -223,9 +243,11 @@ def write_manifests(out: Path, heldout_shards: int) -> dict[str, float]:
     return hours
 
 
-def generate(out: Path, hours: float, heldout_minutes: float, seed: int) -> dict[str, float]:
+def generate(out: Path, hours: float, heldout_minutes: float, seed: int, engine: str = "mixed") -> dict[str, float]:
     """Shards 0..H-1 are held out, the rest train; stops when the training hours are reached."""
-    for program in ("espeak-ng", "sox"):
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got '{engine}'")
+    for program in ("espeak-ng", "sox", *(["flite"] if engine == "flite" else [])):
         if shutil.which(program) is None:
             raise ToolMissing(f"`{program}` not found: install Debian's {program} package")
     sentences = kjv_sentences()
@@ -241,7 +263,8 @@ def generate(out: Path, hours: float, heldout_minutes: float, seed: int) -> dict
             return done
         if not (out / "shards" / f"{index:05d}.jsonl").exists():
             heldout = index < heldout_shards
-            make_shard(index, out, heldout_sentences if heldout else train_sentences, heldout, seed, variants)
+            chosen = heldout_sentences if heldout else train_sentences
+            make_shard(index, out, chosen, heldout, seed, variants, engine)
             print(f"shard {index} done; train hours so far {done['train']:.2f}", flush=True)
         index += 1
 
@@ -252,8 +275,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hours", type=float, default=4.0, help="training audio to reach")
     parser.add_argument("--heldout-minutes", type=float, default=10.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--engine", choices=ENGINES, default="mixed", help="mixed: piper and espeak-ng")
     args = parser.parse_args(argv)
-    hours = generate(args.out, args.hours, args.heldout_minutes, args.seed)
+    hours = generate(args.out, args.hours, args.heldout_minutes, args.seed, args.engine)
     print(json.dumps({"hours": hours}))
 
 
