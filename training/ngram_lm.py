@@ -104,22 +104,23 @@ def count_ngrams(
 
 def interpolated_probabilities(
     unigram_log_p: dict[str, float], counts: dict[int, Counter], discount: float
-) -> tuple[dict[tuple[str, ...], float], dict[tuple[str, ...], float]]:
-    """P(w | h) of every counted n-gram (h, w), grouped by history, and backoff(h) of every history:
-    P_n(w | h) = max(c(h, w) - D, 0) / c(h) + backoff(h) P_(n-1)(w | h without its first word),
-    backoff(h) = D N1+(h .) / c(h), down to the unigrams."""
-    probability = {(word,): math.exp(value) for word, value in unigram_log_p.items()}
+) -> tuple[dict[int, dict[tuple[str, ...], float]], dict[tuple[str, ...], float]]:
+    """P(w | h) of every counted n-gram (h, w) [n -> {gram: P}, grouped by history], and backoff(h)
+    of every history: P_n(w | h) = max(c(h, w) - D, 0) / c(h) + backoff(h) P_(n-1)(w | h without its
+    first word), backoff(h) = D N1+(h .) / c(h), down to the unigrams."""
+    probability = {1: {(word,): math.exp(value) for word, value in unigram_log_p.items()}}
     backoff: dict[tuple[str, ...], float] = {}
     for n in sorted(counts):
         followers: dict[tuple[str, ...], dict[str, int]] = defaultdict(dict)
         for gram, count in counts[n].items():
             followers[gram[:-1]][gram[-1]] = count
+        lower, probability[n] = probability[n - 1], {}
         for history, following in followers.items():
             total = sum(following.values())
             backoff[history] = discount * len(following) / total
             for word, count in following.items():
-                lower = probability[(*history[1:], word)]
-                probability[(*history, word)] = (count - discount) / total + backoff[history] * lower
+                below = lower[(*history[1:], word)]
+                probability[n][(*history, word)] = (count - discount) / total + backoff[history] * below
     return probability, backoff
 
 
@@ -142,7 +143,7 @@ def write_arpa(
     lines += [entry(log_p * log10, (word,)) for word, log_p in unigram_log_p.items()]
     for n in sorted(counts):
         lines += ["", f"\\{n}-grams:"]
-        lines += [entry(math.log10(p), gram) for gram, p in probability.items() if len(gram) == n]
+        lines += [entry(math.log10(p), gram) for gram, p in probability[n].items()]
     lines += ["", "\\end\\", ""]
     text = "\n".join(lines).encode()
     path.write_bytes(gzip.compress(text, mtime=0) if path.suffix == ".gz" else text)  # same input, same bytes
