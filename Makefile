@@ -5,10 +5,12 @@ PYTEST_MARK := $(if $(SLOW),-m "slow or not slow",)
 
 .PHONY: setup serve system-packages test lint
 
-# Programs the corpus generator runs (all GPL, used as separate processes); Debian/Ubuntu, as root.
+# Programs the corpus generator runs (GPL or BSD-style; used as separate processes only); Debian/Ubuntu, as root.
 system-packages:
 	command -v espeak-ng >/dev/null && command -v sox >/dev/null && command -v bible >/dev/null && \
-		command -v flite >/dev/null || (apt-get update -q && apt-get install -y -q espeak-ng sox bible-kjv flite)
+		command -v flite >/dev/null && command -v text2wave >/dev/null || \
+		(apt-get update -q && apt-get install -y -q espeak-ng sox bible-kjv flite festival \
+			festvox-kdlpc16k festvox-kallpc16k festvox-us-slt-hts)
 
 setup: $(VENV)/.installed
 

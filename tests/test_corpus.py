@@ -24,12 +24,12 @@ def test_sentences_are_many_normalised_and_split_for_holding_out(sentences):
     assert 0.03 < heldout < 0.07
 
 
-@pytest.mark.parametrize("engine", ["piper", "espeak", "flite"])
+@pytest.mark.parametrize("engine", ["piper", "espeak", "flite", "festival"])
 def test_a_shard_is_16khz_speech_with_its_transcripts(tmp_path, monkeypatch, sentences, engine):
     monkeypatch.setattr(corpus, "SHARD_SIZE", 3)
     monkeypatch.setattr(corpus, "PIPER_SHARE", 1.0 if engine == "piper" else 0.0)
     pool = [s for s in sentences if corpus.is_heldout_sentence(s)]
-    mix = "flite" if engine == "flite" else "mixed"
+    mix = engine if engine in corpus.TTS_VOICES else "mixed"
     corpus.make_shard(7, tmp_path, pool, heldout=True, seed=1, variants=corpus.espeak_variants(), engine=mix)
 
     entries = [json.loads(line) for line in (tmp_path / "shards" / "00007.jsonl").read_text().splitlines()]
@@ -53,10 +53,24 @@ def test_heldout_voices_are_never_used_for_training():
             assert not set(voice.settings["variants"]) & corpus.ESPEAK_HELDOUT_VARIANTS
         else:
             assert 0.85 <= voice.settings["length_scale"] <= 1.25
-    for heldout in (False, True):
-        voices = set(corpus.shard_voice(rng, heldout, variants, engine="flite").settings["voices"])
-        assert voices and voices <= set(corpus.FLITE_TRAIN_VOICES if not heldout else corpus.FLITE_HELDOUT_VOICES)
-    assert not set(corpus.FLITE_TRAIN_VOICES) & set(corpus.FLITE_HELDOUT_VOICES)
+    for engine, (train_voices, heldout_voices) in corpus.TTS_VOICES.items():
+        assert not set(train_voices) & set(heldout_voices)
+        for heldout in (False, True):
+            voices = corpus.shard_voice(rng, heldout, variants, engine=engine).settings["voices"]
+            assert voices == (heldout_voices if heldout else train_voices)
+
+
+@pytest.mark.parametrize("voice", corpus.TTS_VOICES["festival"][0])
+def test_festival_voices_follow_the_duration_stretch(tmp_path, monkeypatch, voice):
+    seconds = {}
+    for stretch in corpus.DURATION_STRETCH:
+        monkeypatch.setattr(corpus, "DURATION_STRETCH", (stretch, stretch))
+        path = corpus.synthesize_festival(
+            "and the lord spake unto moses", {"voices": [voice]}, random.Random(0), tmp_path / "a.wav"
+        )
+        seconds[stretch] = soundfile.info(str(path)).duration
+    slow, fast = seconds[max(seconds)], seconds[min(seconds)]
+    assert slow / fast == pytest.approx(1.25 / 0.8, rel=0.15)
 
 
 def test_generation_resumes_and_writes_disjoint_manifests(tmp_path, monkeypatch):
@@ -77,4 +91,4 @@ def test_generation_resumes_and_writes_disjoint_manifests(tmp_path, monkeypatch)
 
 def test_an_unknown_engine_is_refused(tmp_path):
     with pytest.raises(ValueError, match="engine must be one of"):
-        corpus.generate(tmp_path, hours=0.001, heldout_minutes=0.05, seed=0, engine="festival")
+        corpus.generate(tmp_path, hours=0.001, heldout_minutes=0.05, seed=0, engine="mbrola")

@@ -2,17 +2,21 @@
 
     .venv/bin/python -m training.corpus --out ../corpus --hours 4 --heldout-minutes 10
     .venv/bin/python -m training.corpus --out ../corpus-flite --hours 2 --engine flite
+    .venv/bin/python -m training.corpus --out ../corpus-festival --hours 1 --engine festival
 
 Text: the King James Bible (public domain) from Debian's `bible-kjv` package, cut into clauses.
 Voices: piper with the CC0 `joe` voice (varied phoneme length and noise) and espeak-ng (English
 accents, voice variants, pitch, speed). With `--engine flite`, flite's five built-in voices instead
-(CMU's diphone and ARCTIC voices, BSD-style licence; varied duration). Augmentation: speed, reverb
-(sox), noise and gain. The TTS programs and sox are run as separate processes only.
+(CMU's diphone and ARCTIC voices, BSD-style licence; varied duration); with `--engine festival`,
+Festival's Debian English voices (the `ked` and `kal` diphone voices and the HTS voice of ARCTIC's
+`slt`; varied duration). Augmentation: speed, reverb (sox), noise and gain. The TTS programs and
+sox are run as separate processes only.
 
 Work is done in shards of SHARD_SIZE utterances; a finished shard leaves `shards/NNNNN.jsonl`, so
 an interrupted run resumes where it stopped. `train.jsonl` and `heldout.jsonl` (NeMo manifests,
 16 kHz mono WAV) are rewritten from the finished shards at the end of every run. Held-out shards use
-sentences, espeak-ng accents and variants, piper settings and flite voices that training shards never use.
+sentences, espeak-ng accents and variants, piper settings and flite or Festival voices that training
+shards never use.
 """
 
 from __future__ import annotations
@@ -43,9 +47,13 @@ ESPEAK_HELDOUT_ACCENTS = ["en-us", "en-gb-x-rp"]  # with held-out variants only
 ESPEAK_HELDOUT_VARIANTS = {"m3", "f2", "klatt2", "Andy", "Annie", "steph2"}
 ESPEAK_UNUSABLE_VARIANTS = {"Demonic", "whisper", "whisperf", "croak", "Mr", "UniRobot", "anikaRobot", "fast"}
 PIPER_SHARE = 0.5  # of training shards; piper is 25x costlier per second but far more natural
-ENGINES = ("mixed", "flite")  # mixed: piper and espeak-ng shards
-FLITE_TRAIN_VOICES = ["kal", "kal16", "rms", "slt"]
-FLITE_HELDOUT_VOICES = ["awb"]
+TTS_VOICES = {  # engine: (training voices, held-out voices)
+    "flite": (["kal", "kal16", "rms", "slt"], ["awb"]),
+    # kal_diphone is flite's kal speaker: held out from this engine, not an unseen speaker.
+    "festival": (["ked_diphone", "cmu_us_slt_arctic_hts"], ["kal_diphone"]),
+}
+ENGINES = ("mixed", *TTS_VOICES)  # mixed: piper and espeak-ng shards
+DURATION_STRETCH = (0.8, 1.25)  # of flite and Festival voices
 
 
 class ToolMissing(RuntimeError):
@@ -54,7 +62,7 @@ class ToolMissing(RuntimeError):
 
 @dataclass(frozen=True)
 class Voice:
-    engine: str  # "piper" | "espeak" | "flite"
+    engine: str  # "piper" | "espeak" | "flite" | "festival"
     settings: dict
 
 
@@ -86,8 +94,9 @@ def espeak_variants() -> list[str]:
 
 def shard_voice(rng: random.Random, heldout: bool, variants: list[str], engine: str = "mixed") -> Voice:
     """Voice settings for one shard; held-out shards draw from disjoint ranges."""
-    if engine == "flite":
-        return Voice("flite", {"voices": FLITE_HELDOUT_VOICES if heldout else FLITE_TRAIN_VOICES})
+    if engine in TTS_VOICES:
+        train_voices, heldout_voices = TTS_VOICES[engine]
+        return Voice(engine, {"voices": heldout_voices if heldout else train_voices})
     if rng.random() < PIPER_SHARE:
         length = rng.choice([0.78, 1.32]) if heldout else rng.uniform(0.85, 1.25)
         return Voice(
@@ -145,13 +154,34 @@ def synthesize_espeak(sentence: str, settings: dict, rng: random.Random, path: P
 
 
 def synthesize_flite(sentence: str, settings: dict, rng: random.Random, path: Path) -> Path:
-    voice, stretch = rng.choice(settings["voices"]), rng.uniform(0.8, 1.25)  # stretch: duration factor
+    voice, stretch = rng.choice(settings["voices"]), rng.uniform(*DURATION_STRETCH)
     subprocess.run(
         ["flite", "-voice", voice, "--setf", f"duration_stretch={stretch:.3f}", "-t", sentence, "-o", str(path)],
         check=True,
         capture_output=True,
     )
     return path
+
+
+def synthesize_festival(sentence: str, settings: dict, rng: random.Random, path: Path) -> Path:
+    """Festival's text2wave; HTS voices ignore Duration_Stretch, so they get hts_engine's rate instead."""
+    voice, stretch = rng.choice(settings["voices"]), rng.uniform(*DURATION_STRETCH)
+    if voice.endswith("_hts"):
+        timing = f'(set! hts_engine_params (append hts_engine_params (list (list "-r" {1 / stretch:.3f}))))'
+    else:
+        timing = f"(Parameter.set 'Duration_Stretch {stretch:.3f})"
+    subprocess.run(
+        ["text2wave", "-eval", f"(voice_{voice})", "-eval", timing, "-o", str(path)],
+        input=sentence,
+        text=True,
+        check=True,
+        capture_output=True,
+    )
+    return path
+
+
+SYNTHESIZERS = {"espeak": synthesize_espeak, "flite": synthesize_flite, "festival": synthesize_festival}
+ENGINE_PROGRAMS = {"mixed": [], "flite": ["flite"], "festival": ["text2wave"]}  # besides espeak-ng and sox
 
 
 def augment(source: Path, target: Path, rng: random.Random) -> float:
@@ -207,7 +237,7 @@ def make_shard(
         if voice.engine == "piper":
             raw = synthesize_piper(chosen, voice.settings, scratch_path)
         else:
-            synthesize = synthesize_flite if voice.engine == "flite" else synthesize_espeak
+            synthesize = SYNTHESIZERS[voice.engine]
             raw = [synthesize(s, voice.settings, rng, scratch_path / f"{i}.wav") for i, s in enumerate(chosen)]
         entries = []
         for number, (sentence, source) in enumerate(zip(chosen, raw, strict=True)):
@@ -247,9 +277,9 @@ def generate(out: Path, hours: float, heldout_minutes: float, seed: int, engine:
     """Shards 0..H-1 are held out, the rest train; stops when the training hours are reached."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got '{engine}'")
-    for program in ("espeak-ng", "sox", *(["flite"] if engine == "flite" else [])):
+    for program in ("espeak-ng", "sox", *ENGINE_PROGRAMS[engine]):
         if shutil.which(program) is None:
-            raise ToolMissing(f"`{program}` not found: install Debian's {program} package")
+            raise ToolMissing(f"`{program}` not found: `make system-packages` installs it")
     sentences = kjv_sentences()
     train_sentences = [s for s in sentences if not is_heldout_sentence(s)]
     heldout_sentences = [s for s in sentences if is_heldout_sentence(s)]
