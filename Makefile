@@ -6,9 +6,12 @@ PYTEST_MARK := $(if $(SLOW),-m "slow or not slow",)
 .PHONY: setup serve system-packages test lint
 
 # Programs the corpus generator runs (GPL or BSD-style; used as separate processes only); Debian/Ubuntu, as root.
+# Festival's voices are data packages with no program of their own: checked by their folders.
+FESTIVAL_VOICE_DIRS = /usr/share/festival/voices/english/ked_diphone /usr/share/festival/voices/english/kal_diphone \
+	/usr/share/festival/voices/us/cmu_us_slt_arctic_hts
 system-packages:
 	command -v espeak-ng >/dev/null && command -v sox >/dev/null && command -v bible >/dev/null && \
-		command -v flite >/dev/null && command -v text2wave >/dev/null || \
+		command -v flite >/dev/null && command -v text2wave >/dev/null && ls -d $(FESTIVAL_VOICE_DIRS) >/dev/null || \
 		(apt-get update -q && apt-get install -y -q espeak-ng sox bible-kjv flite festival \
 			festvox-kdlpc16k festvox-kallpc16k festvox-us-slt-hts)
 
