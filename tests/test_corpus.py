@@ -98,3 +98,42 @@ def test_a_missing_tts_program_is_named(tmp_path, monkeypatch):
     monkeypatch.setattr(corpus.shutil, "which", lambda program: None if program == "text2wave" else "/usr/bin/x")
     with pytest.raises(corpus.ToolMissing, match="`text2wave` not found: `make system-packages` installs it"):
         corpus.generate(tmp_path, hours=0.001, heldout_minutes=0.05, seed=0, engine="festival")
+
+
+def dominant_hz(path, low_hz: float, high_hz: float) -> float:
+    samples, rate = soundfile.read(str(path))
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
+    frequencies = np.fft.rfftfreq(len(samples), 1 / rate)
+    band = (frequencies > low_hz) & (frequencies < high_hz)
+    return float(frequencies[band][np.argmax(spectrum[band])])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_pitch_shift_moves_frequencies_by_the_drawn_cents_times_the_speed(tmp_path, seed):
+    tone = tmp_path / "tone.wav"
+    seconds = np.arange(2 * SAMPLE_RATE) / SAMPLE_RATE
+    soundfile.write(str(tone), 0.5 * np.sin(2 * np.pi * 1000.0 * seconds), SAMPLE_RATE)
+    draws = random.Random(seed)
+    cents, speed = draws.uniform(-300, 300), draws.uniform(0.9, 1.1)  # augment's first two draws
+
+    corpus.augment(tone, tmp_path / "shifted.wav", random.Random(seed), pitch_cents=300)
+
+    expected_hz = 1000.0 * 2 ** (round(cents) / 1200) * speed
+    assert dominant_hz(tmp_path / "shifted.wav", 600, 1800) == pytest.approx(expected_hz, rel=0.01)
+
+
+def test_without_a_pitch_shift_only_the_speed_moves_frequencies(tmp_path):
+    tone = tmp_path / "tone.wav"
+    seconds = np.arange(2 * SAMPLE_RATE) / SAMPLE_RATE
+    soundfile.write(str(tone), 0.5 * np.sin(2 * np.pi * 1000.0 * seconds), SAMPLE_RATE)
+    speed = random.Random(4).uniform(0.9, 1.1)  # augment's first draw when nothing is shifted
+
+    corpus.augment(tone, tmp_path / "out.wav", random.Random(4))
+
+    assert dominant_hz(tmp_path / "out.wav", 600, 1800) == pytest.approx(1000.0 * speed, rel=0.01)
+
+
+@pytest.mark.parametrize("cents", [-100, corpus.MAX_PITCH_CENTS + 1])
+def test_a_pitch_shift_out_of_range_is_refused(tmp_path, cents):
+    with pytest.raises(ValueError, match="pitch_cents must be within"):
+        corpus.generate(tmp_path, hours=0.001, heldout_minutes=0.05, seed=0, pitch_cents=cents)

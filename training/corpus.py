@@ -9,8 +9,8 @@ Voices: piper with the CC0 `joe` voice (varied phoneme length and noise) and esp
 accents, voice variants, pitch, speed). With `--engine flite`, flite's five built-in voices instead
 (CMU's diphone and ARCTIC voices, BSD-style licence; varied duration); with `--engine festival`,
 Festival's Debian English voices (the `ked` and `kal` diphone voices and the HTS voice of ARCTIC's
-`slt`; varied duration). Augmentation: speed, reverb (sox), noise and gain. The TTS programs and
-sox are run as separate processes only.
+`slt`; varied duration). Augmentation: pitch (with `--pitch-cents`), speed, reverb (sox), noise
+and gain. The TTS programs and sox are run as separate processes only.
 
 Work is done in shards of SHARD_SIZE utterances; a finished shard leaves `shards/NNNNN.jsonl`, so
 an interrupted run resumes where it stopped. `train.jsonl` and `heldout.jsonl` (NeMo manifests,
@@ -54,6 +54,7 @@ TTS_VOICES = {  # engine: (training voices, held-out voices)
 }
 ENGINES = ("mixed", *TTS_VOICES)  # mixed: piper and espeak-ng shards
 DURATION_STRETCH = (0.8, 1.25)  # of flite and Festival voices
+MAX_PITCH_CENTS = 1200  # an octave; Whisper tiny.en understood almost nothing at 900 cents (README)
 
 
 class ToolMissing(RuntimeError):
@@ -184,9 +185,12 @@ SYNTHESIZERS = {"espeak": synthesize_espeak, "flite": synthesize_flite, "festiva
 ENGINE_PROGRAMS = {"mixed": [], "flite": ["flite"], "festival": ["text2wave"]}  # besides espeak-ng and sox
 
 
-def augment(source: Path, target: Path, rng: random.Random) -> float:
-    """Speed and reverb by sox (which also resamples to 16 kHz mono), then noise and gain; seconds."""
-    effects = ["speed", f"{rng.uniform(0.9, 1.1):.3f}"]
+def augment(source: Path, target: Path, rng: random.Random, pitch_cents: float = 0.0) -> float:
+    """Pitch shift (if asked), speed and reverb by sox (which also resamples to 16 kHz mono), then noise
+    and gain; seconds. The shift, uniform in +-pitch_cents, keeps the tempo and moves the formants with
+    the pitch, so each TTS voice also speaks as higher and lower pseudo-speakers."""
+    effects = ["pitch", f"{rng.uniform(-pitch_cents, pitch_cents):.0f}"] if pitch_cents else []
+    effects += ["speed", f"{rng.uniform(0.9, 1.1):.3f}"]
     if rng.random() < 0.4:
         effects += ["reverb", str(rng.randint(10, 60)), "50", str(rng.randint(20, 100))]
     subprocess.run(
@@ -224,7 +228,14 @@ def augment(source: Path, target: Path, rng: random.Random) -> float:
 
 
 def make_shard(
-    index: int, out: Path, sentences: list[str], heldout: bool, seed: int, variants: list[str], engine: str = "mixed"
+    index: int,
+    out: Path,
+    sentences: list[str],
+    heldout: bool,
+    seed: int,
+    variants: list[str],
+    engine: str = "mixed",
+    pitch_cents: float = 0.0,
 ) -> None:
     """Synthesize, augment and record one shard; its manifest appears only when it is complete."""
     rng = random.Random(f"{seed}-{index}")
@@ -242,7 +253,7 @@ def make_shard(
         entries = []
         for number, (sentence, source) in enumerate(zip(chosen, raw, strict=True)):
             target = audio_folder / f"{number:02d}.wav"
-            seconds = augment(source, target, rng)
+            seconds = augment(source, target, rng, pitch_cents)
             entries.append(
                 {
                     "audio_filepath": str(target.relative_to(out)),
@@ -273,10 +284,14 @@ def write_manifests(out: Path, heldout_shards: int) -> dict[str, float]:
     return hours
 
 
-def generate(out: Path, hours: float, heldout_minutes: float, seed: int, engine: str = "mixed") -> dict[str, float]:
+def generate(
+    out: Path, hours: float, heldout_minutes: float, seed: int, engine: str = "mixed", pitch_cents: float = 0.0
+) -> dict[str, float]:
     """Shards 0..H-1 are held out, the rest train; stops when the training hours are reached."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got '{engine}'")
+    if not 0 <= pitch_cents <= MAX_PITCH_CENTS:
+        raise ValueError(f"pitch_cents must be within 0..{MAX_PITCH_CENTS}, got {pitch_cents}")
     for program in ("espeak-ng", "sox", *ENGINE_PROGRAMS[engine]):
         if shutil.which(program) is None:
             raise ToolMissing(f"`{program}` not found: `make system-packages` installs it")
@@ -294,7 +309,7 @@ def generate(out: Path, hours: float, heldout_minutes: float, seed: int, engine:
         if not (out / "shards" / f"{index:05d}.jsonl").exists():
             heldout = index < heldout_shards
             chosen = heldout_sentences if heldout else train_sentences
-            make_shard(index, out, chosen, heldout, seed, variants, engine)
+            make_shard(index, out, chosen, heldout, seed, variants, engine, pitch_cents)
             print(f"shard {index} done; train hours so far {done['train']:.2f}", flush=True)
         index += 1
 
@@ -306,8 +321,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--heldout-minutes", type=float, default=10.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--engine", choices=ENGINES, default="mixed", help="mixed: piper and espeak-ng")
+    parser.add_argument(
+        "--pitch-cents",
+        type=float,
+        default=0.0,
+        help="shift each utterance's pitch and formants by up to this many cents either way (0: off)",
+    )
     args = parser.parse_args(argv)
-    hours = generate(args.out, args.hours, args.heldout_minutes, args.seed, args.engine)
+    hours = generate(args.out, args.hours, args.heldout_minutes, args.seed, args.engine, args.pitch_cents)
     print(json.dumps({"hours": hours}))
 
 
