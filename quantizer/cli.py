@@ -11,7 +11,7 @@ from pathlib import Path
 from quantizer.calibrate import CALIBRATION_METHODS
 from quantizer.checkpoint import CheckpointError, UnsupportedModelError
 from quantizer.cpu import INT8_WEIGHT_TYPES, int8_weight_type
-from quantizer.evaluate import evaluate
+from quantizer.evaluate import Evaluation, evaluate
 from quantizer.integer_model import IntegerModel
 from quantizer.lexicon import DECODERS, SHIPPED_LANGUAGE_MODEL, LexiconDecoder, LexiconSettings
 from quantizer.onnx_export import write_backends
@@ -124,6 +124,9 @@ def _add_eval(commands) -> None:
         help="repeat to compare side by side (default: fp32 and integer)",
     )
     parser.add_argument("--per-utterance", action="store_true", help="print reference and hypotheses per line")
+    parser.add_argument(
+        "--group-by", metavar="FIELD", help="also print WER per value of this manifest field (speaker, say)"
+    )
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument(
@@ -161,7 +164,9 @@ def _eval(args: argparse.Namespace) -> int:
         )
         lexicon = LexiconDecoder(IntegerModel.load(args.model).labels, settings)
     results = [
-        evaluate(args.model, args.manifest, b, args.batch, args.threads, device_for(b, args.device), lexicon)
+        evaluate(
+            args.model, args.manifest, b, args.batch, args.threads, device_for(b, args.device), lexicon, args.group_by
+        )
         for b in backends
     ]
     if args.per_utterance:
@@ -185,7 +190,18 @@ def _eval(args: argparse.Namespace) -> int:
             f"| {interval} |"
         )
     print("(interval: paired bootstrap over utterances, 10,000 resamples)")
+    if args.group_by:
+        _print_groups(args.group_by, results)
     return 0
+
+
+def _print_groups(field: str, results: list[Evaluation]) -> None:
+    tables = [result.wer_by_group() for result in results]
+    print(f"\n| {field} | utterances | words | " + " | ".join(f"{r.backend} WER %" for r in results) + " |")
+    print("| --- | --- | --- | " + " | ".join("---" for _ in results) + " |")
+    for group, (utterances, words, _) in tables[0].items():
+        rates = " | ".join(f"{100 * table[group][2]:.2f}" for table in tables)
+        print(f"| {group} | {utterances} | {words} | {rates} |")
 
 
 def main(argv: list[str] | None = None) -> int:

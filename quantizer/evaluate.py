@@ -29,6 +29,16 @@ class Evaluation:
     seconds: float  # audio evaluated
     edits: np.ndarray  # word edits per utterance, [utterances]
     words: np.ndarray  # reference words per utterance, [utterances]
+    groups: list[str]  # each utterance's value of the group_by field ("" without one)
+
+    def wer_by_group(self) -> dict[str, tuple[int, int, float]]:
+        """Per group, sorted by name: utterances, reference words and WER (edits over words)."""
+        table = {}
+        for group in sorted(set(self.groups)):
+            chosen = np.array([g == group for g in self.groups])
+            words = int(self.words[chosen].sum())
+            table[group] = (int(chosen.sum()), words, float(self.edits[chosen].sum()) / max(words, 1))
+        return table
 
 
 def transcribe(
@@ -63,12 +73,14 @@ def evaluate(
     threads: int = 0,
     device: str = "cpu",
     lexicon: LexiconDecoder | None = None,
+    group_by: str | None = None,
 ) -> Evaluation:
-    """Transcribe a manifest with one backend (greedy, or with the lexicon beam search) and score it."""
+    """Transcribe a manifest with one backend (greedy, or with the lexicon beam search) and score it,
+    per utterance too, so that WER can be broken down by a manifest field (group_by)."""
     model = IntegerModel.load(model_dir)
     if model.filterbank is None or model.window is None:
         raise ValueError(f"{model_dir}: the checkpoint stored no mel filterbank/window, so features cannot be made")
-    utterances = read_manifest(manifest, model.labels)
+    utterances = read_manifest(manifest, model.labels, group_by=group_by)
     if not utterances:
         raise ValueError(f"{manifest}: no utterance with text in the model's vocabulary")
     front_end = LogMelFrontEnd.of(model)
@@ -88,4 +100,5 @@ def evaluate(
         seconds=sum(u.seconds for u in utterances),
         edits=edits,
         words=words,
+        groups=[u.group for u in utterances],
     )

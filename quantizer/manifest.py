@@ -20,6 +20,7 @@ class Utterance:
     seconds: float
     text: str
     offset: float | None = None  # seconds into the file where it starts; None: the utterance is the whole file
+    group: str = ""  # the manifest field read_manifest was asked to group by, as text
 
 
 def normalize_text(text: str, labels: list[str]) -> str:
@@ -30,9 +31,11 @@ def normalize_text(text: str, labels: list[str]) -> str:
     return re.sub(r" +", " ", text).strip()
 
 
-def read_manifest(path: str | Path, labels: list[str], max_seconds: float = float("inf")) -> list[Utterance]:
+def read_manifest(
+    path: str | Path, labels: list[str], max_seconds: float = float("inf"), group_by: str | None = None
+) -> list[Utterance]:
     """Normalised utterances (audio paths relative to the manifest); longer than max_seconds or
-    with no text left: skipped."""
+    with no text left: skipped. With group_by, each line must have that field (speaker, say)."""
     path = Path(path)
     utterances = []
     for number, line in enumerate(path.read_text().splitlines(), start=1):
@@ -44,9 +47,12 @@ def read_manifest(path: str | Path, labels: list[str], max_seconds: float = floa
             offset = None if entry.get("offset") is None else float(entry["offset"])
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
             raise ValueError(f"{path}:{number}: not a NeMo manifest line ({error})") from error
+        if group_by is not None and group_by not in entry:
+            raise ValueError(f"{path}:{number}: no field '{group_by}' to group by")
+        group = "" if group_by is None else str(entry[group_by])
         text = normalize_text(text, labels)
         if text and seconds <= max_seconds:
-            utterances.append(Utterance(path.parent / audio, seconds, text, offset))
+            utterances.append(Utterance(path.parent / audio, seconds, text, offset, group))
     return utterances
 
 

@@ -1,9 +1,13 @@
+import json
+from pathlib import Path
+
+import jiwer
 import numpy as np
 import pytest
 
 from quantizer.cli import main
 from quantizer.ctc import greedy_text
-from quantizer.evaluate import evaluate
+from quantizer.evaluate import Evaluation, evaluate
 from quantizer.lexicon import SHIPPED_LANGUAGE_MODEL, LexiconDecoder, LexiconSettings
 from quantizer.manifest import read_manifest
 from quantizer.nemo_configs import ENGLISH_LABELS
@@ -55,6 +59,54 @@ def test_eval_cli_compares_backends_side_by_side(tone_model, capsys):
     low, high = (float(x) for x in integer_row.split("|")[6].split(".."))
     change = float(integer_row.split("|")[5])
     assert low <= change <= high
+
+
+def test_wer_by_group_pools_edits_and_words_within_each_group():
+    result = Evaluation(
+        backend="fp32",
+        provider="CPUExecutionProvider",
+        wer=3 / 11,
+        cer=0.0,
+        references=["a b c d", "e f g h i", "j k"],
+        hypotheses=["a b c", "e f g h i", "x y"],
+        audio=[Path("1.wav"), Path("2.wav"), Path("3.wav")],
+        seconds=3.0,
+        edits=np.array([1, 0, 2]),
+        words=np.array([4, 5, 2]),
+        groups=["north", "south", "north"],
+    )
+    assert result.wer_by_group() == {"north": (2, 6, 0.5), "south": (1, 5, 0.0)}
+
+
+def test_eval_cli_breaks_wer_down_by_a_manifest_field(tone_model, tmp_path, capsys):
+    model_dir, manifest = tone_model
+    entries = [json.loads(line) for line in Path(manifest).read_text().splitlines()]
+    for number, entry in enumerate(entries):
+        entry["audio_filepath"] = str(Path(manifest).parent / entry["audio_filepath"])
+        entry["speaker"] = "early" if number < 3 else "late"
+    grouped = tmp_path / "grouped.jsonl"
+    grouped.write_text("".join(json.dumps(entry) + "\n" for entry in entries))
+
+    arguments = ["eval", "--model", str(model_dir), "--manifest", str(grouped), "--per-utterance"]
+    assert main([*arguments, "--group-by", "speaker"]) == 0
+    out = capsys.readouterr().out.splitlines()
+
+    assert "| speaker | utterances | words | fp32 WER % | integer WER % |" in out
+    rows = {line.split("|")[1].strip(): line.split("|")[2:6] for line in out if line.startswith(("| early", "| late"))}
+    for group, chosen in (("early", range(3)), ("late", range(3, 8))):
+        references = [entries[i]["text"] for i in chosen]
+        assert int(rows[group][0]) == len(chosen) and int(rows[group][1]) == len(references)  # one word each
+        names = {Path(entries[i]["audio_filepath"]).name for i in chosen}
+        for column, backend in ((2, "fp32"), (3, "integer")):
+            lines = [line.split("\t") for line in out if f"\t{backend}\t" in line]
+            hypotheses = [line[2] for line in lines if line[0] in names]
+            assert float(rows[group][column]) == pytest.approx(100 * jiwer.wer(references, hypotheses), abs=0.01)
+
+
+def test_eval_cli_names_a_missing_group_field(tone_model, capsys):
+    model_dir, manifest = tone_model
+    assert main(["eval", "--model", str(model_dir), "--manifest", manifest, "--group-by", "speaker"]) == 2
+    assert "manifest.jsonl:1: no field 'speaker' to group by" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("language_model", ["", str(SHIPPED_LANGUAGE_MODEL)])
