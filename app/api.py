@@ -291,10 +291,12 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
         return data, fields
 
     @app.get("/health/live")
+    @app.get("/v2/health/live")  # the paths Triton and KServe v2 clients probe
     async def live():
         return {"status": "alive"}
 
     @app.get("/health/ready")
+    @app.get("/v2/health/ready")
     async def ready():
         if state.phase == "ready":
             return {

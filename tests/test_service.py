@@ -96,8 +96,9 @@ def test_liveness_is_up_while_the_startup_job_runs_and_readiness_waits_for_it(qu
 
     monkeypatch.setattr(app.api, "prepare_model", slow_prepare)
     with TestClient(create_app(settings_for(quartznet_nemo, tmp_path), exit_on_failure=False)) as test_client:
-        assert test_client.get("/health/live").status_code == 200
-        assert test_client.get("/health/ready").status_code == 503
+        for prefix in ("", "/v2"):
+            assert test_client.get(f"{prefix}/health/live").status_code == 200
+            assert test_client.get(f"{prefix}/health/ready").status_code == 503
         refused = test_client.post("/v1/transcribe", content=encode(speechlike(1.0)))
         assert refused.status_code == 503 and "not ready" in refused.json()["error"]["message"]
         release.set()
@@ -327,7 +328,8 @@ def test_api_key_guards_transcription_when_set(quartznet_nemo, cache):
         assert test_client.get("/metrics").status_code == 401
         good = {"authorization": "Bearer s3cret"}
         assert test_client.post("/v1/transcribe", content=clip, headers=good).status_code == 200
-        assert test_client.get("/health/ready").status_code == 200  # probes never need the key
+        for probe in ("/health/live", "/health/ready", "/v2/health/live", "/v2/health/ready"):
+            assert test_client.get(probe).status_code == 200  # probes never need the key
 
 
 def test_the_cache_is_reused_and_a_corrupt_entry_is_rebuilt(quartznet_nemo, tmp_path):
