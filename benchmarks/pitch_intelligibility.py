@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import argparse
 import random
-import subprocess
 import tempfile
 from pathlib import Path
 
 import jiwer
 
-from quantizer.manifest import SAMPLE_RATE, normalize_text
+from quantizer.manifest import normalize_text
 from quantizer.nemo_configs import ENGLISH_LABELS
 from training import corpus
 
@@ -29,13 +28,6 @@ VOICES = [  # engine, settings, on every sentence
     ("festival", {"voices": ["ked_diphone"]}, False),
     ("espeak", {"accent": "en-us", "variants": ["m1"]}, False),
 ]
-
-
-def shifted_copy(source: Path, cents: int, target: Path) -> Path:
-    pitch = ["pitch", str(cents)] if cents else []
-    command = ["sox", str(source), "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", str(target), *pitch]
-    subprocess.run([*command, "rate", "-v", str(SAMPLE_RATE)], check=True, capture_output=True)
-    return target
 
 
 def main() -> None:
@@ -61,7 +53,8 @@ def main() -> None:
             for index, sentence in enumerate(chosen if every_sentence else chosen[: len(chosen) // 2]):
                 raw = corpus.SYNTHESIZERS[engine](sentence, settings, random.Random(index), folder / f"{number}.wav")
                 for cents in args.cents:
-                    audio = shifted_copy(raw, cents, folder / f"{number}_{cents}.wav")
+                    pitch = ["pitch", str(cents)] if cents else []
+                    audio = corpus.sox_to_16k(raw, folder / f"{number}_{cents}.wav", pitch)
                     segments, _ = whisper.transcribe(str(audio), language="en", beam_size=1)
                     text = normalize_text(" ".join(segment.text for segment in segments), ENGLISH_LABELS)
                     references[cents].append(sentence)

@@ -108,11 +108,15 @@ def dominant_hz(path, low_hz: float, high_hz: float) -> float:
     return float(frequencies[band][np.argmax(spectrum[band])])
 
 
+def write_tone(path, hz: float = 1000.0, seconds: float = 2.0):
+    times = np.arange(round(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    soundfile.write(str(path), 0.5 * np.sin(2 * np.pi * hz * times), SAMPLE_RATE)
+    return path
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_the_pitch_shift_moves_frequencies_by_the_drawn_cents_times_the_speed(tmp_path, seed):
-    tone = tmp_path / "tone.wav"
-    seconds = np.arange(2 * SAMPLE_RATE) / SAMPLE_RATE
-    soundfile.write(str(tone), 0.5 * np.sin(2 * np.pi * 1000.0 * seconds), SAMPLE_RATE)
+    tone = write_tone(tmp_path / "tone.wav")
     draws = random.Random(seed)
     cents, speed = draws.uniform(-300, 300), draws.uniform(0.9, 1.1)  # augment's first two draws
 
@@ -123,9 +127,7 @@ def test_the_pitch_shift_moves_frequencies_by_the_drawn_cents_times_the_speed(tm
 
 
 def test_without_a_pitch_shift_only_the_speed_moves_frequencies(tmp_path):
-    tone = tmp_path / "tone.wav"
-    seconds = np.arange(2 * SAMPLE_RATE) / SAMPLE_RATE
-    soundfile.write(str(tone), 0.5 * np.sin(2 * np.pi * 1000.0 * seconds), SAMPLE_RATE)
+    tone = write_tone(tmp_path / "tone.wav")
     speed = random.Random(4).uniform(0.9, 1.1)  # augment's first draw when nothing is shifted
 
     corpus.augment(tone, tmp_path / "out.wav", random.Random(4))

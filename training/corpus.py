@@ -185,6 +185,14 @@ SYNTHESIZERS = {"espeak": synthesize_espeak, "flite": synthesize_flite, "festiva
 ENGINE_PROGRAMS = {"mixed": [], "flite": ["flite"], "festival": ["text2wave"]}  # besides espeak-ng and sox
 
 
+def sox_to_16k(source: Path, target: Path, effects: list[str]) -> Path:
+    """sox's effects on source, written as 16 kHz mono 16-bit (very-high-quality resampling last)."""
+    channels = ["-r", str(SAMPLE_RATE), "-c", "1", "-b", "16"]
+    command = ["sox", str(source), *channels, str(target), *effects, "rate", "-v", str(SAMPLE_RATE)]
+    subprocess.run(command, check=True, capture_output=True)
+    return target
+
+
 def augment(source: Path, target: Path, rng: random.Random, pitch_cents: float = 0.0) -> float:
     """Pitch shift (if asked), speed and reverb by sox (which also resamples to 16 kHz mono), then noise
     and gain; seconds. The shift, uniform in +-pitch_cents, keeps the tempo and moves the formants with
@@ -193,25 +201,7 @@ def augment(source: Path, target: Path, rng: random.Random, pitch_cents: float =
     effects += ["speed", f"{rng.uniform(0.9, 1.1):.3f}"]
     if rng.random() < 0.4:
         effects += ["reverb", str(rng.randint(10, 60)), "50", str(rng.randint(20, 100))]
-    subprocess.run(
-        [
-            "sox",
-            str(source),
-            "-r",
-            str(SAMPLE_RATE),
-            "-c",
-            "1",
-            "-b",
-            "16",
-            str(target),
-            *effects,
-            "rate",
-            "-v",
-            str(SAMPLE_RATE),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    sox_to_16k(source, target, effects)
     samples, _ = soundfile.read(str(target), dtype="float32")
     peak = float(np.abs(samples).max()) or 1.0
     samples = samples / peak * 10 ** (rng.uniform(-20, -1) / 20)  # peak level -20..-1 dBFS
