@@ -4,11 +4,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from nemo.collections.asr.models import EncDecCTCModel
 
 from quantizer.manifest import load_audio, read_manifest
 from quantizer.nemo_configs import ENGLISH_LABELS, build_nemo_model
 from tests.toy_speech import tone_manifest, tone_training_settings
-from training.grow import grow_checkpoint, new_positions, rectified_gaussian_moments
+from training.grow import grow_checkpoint, new_positions, rectified_gaussian_moments, save_nemo
 from training.train import CHECKPOINT, LOG, TrainSettings, model_config, train
 
 
@@ -56,6 +57,11 @@ def test_grown_checkpoint_computes_the_same_and_trains_on(tmp_path):
     assert sum(v.numel() for k, v in grown["model"].items() if k.endswith("conv.weight")) > sum(
         v.numel() for k, v in old["model"].items() if k.endswith("conv.weight")
     )
+    save_nemo(grown, tmp_path / "grown.nemo")
+    restored = EncDecCTCModel.restore_from(str(tmp_path / "grown.nemo"), map_location="cpu").eval()
+    with torch.no_grad():
+        nemo_out = restored(input_signal=audio[None], input_signal_length=torch.tensor([len(audio)]))[0]
+    torch.testing.assert_close(nemo_out, old_out, atol=1e-4, rtol=0)
     # Copied parameters keep their AdamW moments; the inserted repeats' start fresh.
     assert len(grown["optimizer"]["state"]) == len(old["optimizer"]["state"])
     assert grown["step"] == old["step"] == 20

@@ -14,7 +14,8 @@ BatchNorm's statistics are the rectified-Gaussian moments of N(beta, gamma^2) (w
 BatchNorm emits in training), so in training mode it is close to the identity too.
 
 Optimizer moments, the teacher head, the step counter and the audio seen carry over; the new
-parameters start with fresh AdamW moments. Train on with `training.train --repeat R'`.
+parameters start with fresh AdamW moments. Train on with `training.train --repeat R'`, or, with
+--nemo PATH, also write the grown model as a .nemo for `training.device_train --init PATH`.
 """
 
 from __future__ import annotations
@@ -143,16 +144,27 @@ def grow_checkpoint(checkpoint: dict, repeat: int) -> dict:
     }
 
 
+def save_nemo(checkpoint: dict, path: str | Path) -> None:
+    """The checkpoint's model as a .nemo (what training.train writes at the end of a run)."""
+    model = build_nemo_model(model_config(TrainSettings(**checkpoint["settings"])), realistic_batch_norm=False)
+    model.load_state_dict(checkpoint["model"])
+    model.eval().save_to(str(path))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, help="a training.train checkpoint.pt")
     parser.add_argument("--repeat", type=int, required=True, help="repeats per block of the grown model")
     parser.add_argument("--out", required=True, help="where to write the grown checkpoint.pt")
+    parser.add_argument("--nemo", default="", help="also write the grown model as this .nemo")
     args = parser.parse_args()
     checkpoint = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(grow_checkpoint(checkpoint, args.repeat), out)
+    grown = grow_checkpoint(checkpoint, args.repeat)
+    torch.save(grown, out)
+    if args.nemo:
+        save_nemo(grown, args.nemo)
     print(f"{args.checkpoint}: repeat {checkpoint['settings']['repeat']} -> {args.repeat}, written to {out}")
 
 
