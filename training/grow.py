@@ -27,9 +27,9 @@ from pathlib import Path
 import torch
 
 from quantizer.nemo_configs import build_nemo_model
+from training.torch_quartznet import BN_EPS
 from training.train import TrainSettings, model_config
 
-BN_EPS = 1e-3  # NeMo's JasperBlock
 LAYERS_PER_REPEAT = 5  # ReLU, dropout, depthwise conv, pointwise conv, BatchNorm (the first repeat: the last 3)
 
 
@@ -66,19 +66,24 @@ def rectified_gaussian_moments(mean: torch.Tensor, std: torch.Tensor) -> tuple[t
     return first, (second - first**2).clamp(min=1e-6)
 
 
-def identity_repeat(previous_bn: str, old: dict[str, torch.Tensor], kernel: int) -> dict[str, torch.Tensor]:
-    """Depthwise delta, pointwise identity and cancelling BatchNorm after the BatchNorm `previous_bn`."""
+def identity_repeat(
+    layers: tuple[str, str, str], previous_bn: str, old: dict[str, torch.Tensor], kernel: int
+) -> dict[str, torch.Tensor]:
+    """State entries of a repeat (depthwise, pointwise, BatchNorm names) that passes on the ReLU'd
+    output of the old BatchNorm `previous_bn`: a centred delta, the identity and a cancelling BatchNorm."""
+    depthwise, pointwise, bn = layers
     channels = old[f"{previous_bn}.weight"].numel()
-    depthwise = torch.zeros(channels, 1, kernel)
-    depthwise[:, 0, kernel // 2] = 1.0
+    delta = torch.zeros(channels, 1, kernel)
+    delta[:, 0, kernel // 2] = 1.0
     mean, variance = rectified_gaussian_moments(old[f"{previous_bn}.bias"], old[f"{previous_bn}.weight"])
     return {
-        "depthwise": depthwise,
-        "pointwise": torch.eye(channels)[:, :, None],
-        "bn.weight": torch.sqrt(variance + BN_EPS),
-        "bn.bias": mean,
-        "bn.running_mean": mean,
-        "bn.running_var": variance,
+        f"{depthwise}.conv.weight": delta,
+        f"{pointwise}.conv.weight": torch.eye(channels)[:, :, None],
+        f"{bn}.weight": torch.sqrt(variance + BN_EPS),
+        f"{bn}.bias": mean,
+        f"{bn}.running_mean": mean,
+        f"{bn}.running_var": variance,
+        f"{bn}.num_batches_tracked": old[f"{previous_bn}.num_batches_tracked"].clone(),
     }
 
 
@@ -90,18 +95,13 @@ def grow_state(old: dict[str, torch.Tensor], old_config: dict, new_config: dict)
         prefix = f"encoder.encoder.{b}.mconv"
         previous_bn = ""  # the old BatchNorm whose ReLU'd output an inserted repeat passes on
         for new, source in enumerate(new_positions(old_block["repeat"], new_block["repeat"])):
-            new_dw, new_pw, new_bn = (f"{prefix}.{i}" for i in repeat_layers(new))
+            new_layers = tuple(f"{prefix}.{i}" for i in repeat_layers(new))
             if source is None:
-                tensors = identity_repeat(previous_bn, old, new_block["kernel"][0])
-                grown[f"{new_dw}.conv.weight"] = tensors["depthwise"]
-                grown[f"{new_pw}.conv.weight"] = tensors["pointwise"]
-                for name in ("weight", "bias", "running_mean", "running_var"):
-                    grown[f"{new_bn}.{name}"] = tensors[f"bn.{name}"]
-                grown[f"{new_bn}.num_batches_tracked"] = old[f"{previous_bn}.num_batches_tracked"].clone()
+                grown.update(identity_repeat(new_layers, previous_bn, old, new_block["kernel"][0]))
                 continue
             old_layers = [f"{prefix}.{i}" for i in repeat_layers(source)]
             previous_bn = old_layers[2]
-            for old_layer, new_layer in zip(old_layers, (new_dw, new_pw, new_bn), strict=True):
+            for old_layer, new_layer in zip(old_layers, new_layers, strict=True):
                 for key in (k for k in old if k.startswith(old_layer + ".")):
                     grown[new_layer + key[len(old_layer) :]] = key
     for key in old:
