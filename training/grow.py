@@ -144,11 +144,16 @@ def grow_checkpoint(checkpoint: dict, repeat: int) -> dict:
     }
 
 
-def save_nemo(checkpoint: dict, path: str | Path) -> None:
-    """The checkpoint's model as a .nemo (what training.train writes at the end of a run)."""
+def checkpoint_model(checkpoint: dict):
+    """A train.py checkpoint's model as a NeMo EncDecCTCModel in eval mode."""
     model = build_nemo_model(model_config(TrainSettings(**checkpoint["settings"])), realistic_batch_norm=False)
     model.load_state_dict(checkpoint["model"])
-    model.eval().save_to(str(path))
+    return model.eval()
+
+
+def save_nemo(checkpoint: dict, path: str | Path) -> None:
+    """The checkpoint's model as a .nemo (what training.train writes at the end of a run)."""
+    checkpoint_model(checkpoint).save_to(str(path))
 
 
 def main() -> None:
