@@ -12,14 +12,14 @@ from quantizer.lexicon import DECODERS, SHIPPED_LANGUAGE_MODEL, LexiconSettings
 from quantizer.runtime import BACKENDS, DEVICES
 
 REPOSITORY = Path(__file__).resolve().parent.parent
-SHIPPED_MODEL = REPOSITORY / "models" / "qasr-en-quartznet5x3.nemo"
+SHIPPED_MODEL = REPOSITORY / "models" / "qasr-en-quartznet5x5.nemo"
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="QASR_", protected_namespaces=())
 
     model_path: Path = Field(SHIPPED_MODEL, description=".nemo checkpoint to serve")
-    model_name: str = Field("qasr-en-quartznet5x3", description="id reported by /v1/models")
+    model_name: str = Field("qasr-en-quartznet5x5", description="id reported by /v1/models")
     cache_dir: Path = Field(Path.home() / ".cache" / "qasr", description="quantized models, keyed by checkpoint")
     backend: str = Field("integer", description=f"one of {', '.join(BACKENDS)}")
     device: str = Field("auto", description=f"one of {', '.join(DEVICES)}")

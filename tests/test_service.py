@@ -279,7 +279,7 @@ def test_the_official_openai_client_works_unchanged(client, tmp_path):
     if native["words"]:
         assert srt.startswith("1\n00:00:") and " --> " in srt
     assert vtt.startswith("WEBVTT")
-    assert [m.id for m in openai.models.list()] == ["qasr-en-quartznet5x3"]
+    assert [m.id for m in openai.models.list()] == ["qasr-en-quartznet5x5"]
 
 
 def test_metrics_count_requests_stages_and_the_quantization(client):

@@ -20,7 +20,7 @@ from quantizer.synthetic import SyntheticSettings
 from tests.toy_speech import espeak_speech
 from training.corpus import synthesize_piper
 
-SHIPPED = Path(__file__).parents[1] / "models" / "qasr-en-quartznet5x3.nemo"
+SHIPPED = Path(__file__).parents[1] / "models" / "qasr-en-quartznet5x5.nemo"
 SENTENCES = [  # espeak-ng's default voice; none of these is in the training text (the KJV)
     "the quick brown fox jumps over the lazy dog",
     "she sells sea shells by the sea shore",

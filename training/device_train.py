@@ -1,7 +1,7 @@
 """Continue training a QuartzNet on a GPU, without NeMo: the audio decoded into GPU memory once,
 batches, speed perturbation, features and SpecAugment all made on the device.
 
-    python -m training.device_train --init models/qasr-en-quartznet5x3.nemo \\
+    python -m training.device_train --init models/qasr-en-quartznet5x5.nemo \\
         --manifest packed/real.jsonl --manifest packed/corpus.jsonl --minutes 4 --out runs/gpu
 
 Starts from --init's weights with fresh AdamW moments, or resumes from OUT/state.pt when an earlier

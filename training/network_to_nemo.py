@@ -1,7 +1,7 @@
 """Write a .nemo from a `training.device_train` network.pt: the init model's config and front end,
 the trained encoder and decoder weights (needs NeMo).
 
-    .venv/bin/python -m training.network_to_nemo --init models/qasr-en-quartznet5x3.nemo \\
+    .venv/bin/python -m training.network_to_nemo --init models/qasr-en-quartznet5x5.nemo \\
         --network runs/gpu/network.pt --out runs/gpu/model.nemo
 """
 
