@@ -15,7 +15,7 @@ from quantizer.evaluate import Evaluation, evaluate
 from quantizer.integer_model import IntegerModel
 from quantizer.lexicon import DECODERS, SHIPPED_LANGUAGE_MODEL, LexiconDecoder, LexiconSettings
 from quantizer.onnx_export import write_backends
-from quantizer.pipeline import CalibrationSettings, quantize_checkpoint
+from quantizer.pipeline import WEIGHT_ROUNDINGS, CalibrationSettings, quantize_checkpoint
 from quantizer.quantize import QuantSettings
 from quantizer.runtime import BACKENDS, DEVICES, ProviderError, device_for
 from quantizer.significance import paired_bootstrap_interval
@@ -59,6 +59,12 @@ def _add_quantize(commands) -> None:
         help="channel equalization strength, 0 (off) to 1: rescales channels so one activation scale fits them",
     )
     parser.add_argument(
+        "--rounding",
+        choices=WEIGHT_ROUNDINGS,
+        default=CalibrationSettings().rounding,
+        help="int8 weight codes: nearest, or gptq (compensate rounding errors on the synthetic inputs)",
+    )
+    parser.add_argument(
         "--eval-samples",
         type=int,
         default=CalibrationSettings().eval_samples,
@@ -94,7 +100,7 @@ def _quantize(args: argparse.Namespace) -> int:
         args.model,
         synthetic,
         QuantSettings(args.weight_bits, args.act_bits),
-        CalibrationSettings(args.calib, args.percentile, args.eval_samples, args.equalize),
+        CalibrationSettings(args.calib, args.percentile, args.eval_samples, args.equalize, args.rounding),
         progress=True,
     )
     start = time.perf_counter()

@@ -16,9 +16,11 @@ from quantizer.graph import FloatGraph, FloatModel, build_float_graph
 from quantizer.integer_model import IntegerModel
 from quantizer.quantize import QuantSettings, quantize_graph
 from quantizer.report import evaluate, model_sizes
+from quantizer.rounding import input_grams
 from quantizer.synthetic import SyntheticSettings, generate
 
 EVAL_SEED_OFFSET = 1000  # held-out synthetic inputs use seed + this
+WEIGHT_ROUNDINGS = ("nearest", "gptq")  # quantizer.rounding
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,10 +29,13 @@ class CalibrationSettings:
     percentile: float = 99.99
     eval_samples: int = 2  # held-out synthetic inputs for the report
     equalize: float = 0.25  # channel equalization strength, 0 (off) to 1 (quantizer.equalize)
+    rounding: str = "gptq"  # weight codes: nearest, or error-compensating on the synthetic inputs
 
     def __post_init__(self):
         if not 0 <= self.equalize <= 1:
             raise ValueError(f"equalization strength must be between 0 and 1, got {self.equalize}")
+        if self.rounding not in WEIGHT_ROUNDINGS:
+            raise ValueError(f"weight rounding must be one of {WEIGHT_ROUNDINGS}, got '{self.rounding}'")
 
 
 class StageTimer:
@@ -79,7 +84,12 @@ def quantize_checkpoint(
             quant.act_bits,
         )
     with timer.stage("quantize"):
-        model = quantize_graph(equalized, ranges, quant)
+        grams = (
+            input_grams(FloatModel(equalized), data.features, data.lengths, synthetic.batch_size)
+            if calibration.rounding == "gptq"
+            else None
+        )
+        model = quantize_graph(equalized, ranges, quant, grams)
         model.settings.update(
             checkpoint_sha256=checkpoint.sha256,
             synthetic=synthetic.as_dict(),

@@ -8,6 +8,7 @@ import numpy as np
 
 from quantizer.graph import FEATURES, FloatGraph, term_key
 from quantizer.integer_model import IntegerModel, IntegerNode, IntegerTerm
+from quantizer.rounding import compensated_codes
 
 MULTIPLIER_BITS = 24  # numerators lie in [2^23, 2^24] for a node's largest term (int32 in files)
 LOGIT_BITS = 24  # the decoder's int32 logits keep 24 signed bits
@@ -31,11 +32,19 @@ def symmetric_max(bits: int) -> int:
     return 2 ** (bits - 1) - 1
 
 
-def quantize_weight(weight: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-output-channel symmetric quantization: (int8 [C_out, C_in, K], scale float64 [C_out])."""
+def quantize_weight(
+    weight: np.ndarray, bits: int, gram: np.ndarray | None = None, groups: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-output-channel symmetric quantization: (int8 [C_out, C_in, K], scale float64 [C_out]).
+
+    Codes are the nearest, or with the input Gram matrix of `quantizer.rounding.term_gram`, the
+    ones that compensate each other's rounding on those inputs (same scale)."""
     peak = np.abs(weight.astype(np.float64)).reshape(weight.shape[0], -1).max(axis=1)
     scale = np.where(peak > 0, peak / symmetric_max(bits), 1.0)
-    codes = np.clip(np.round(weight / scale[:, None, None]), -symmetric_max(bits), symmetric_max(bits))
+    if gram is None:
+        codes = np.clip(np.round(weight / scale[:, None, None]), -symmetric_max(bits), symmetric_max(bits))
+    else:
+        codes = compensated_codes(weight, scale, gram, groups, symmetric_max(bits))
     return codes.astype(np.int8), scale
 
 
@@ -69,9 +78,15 @@ def check_accumulator_bound(node_name: str, term: IntegerTerm, input_max: int) -
         )
 
 
-def quantize_graph(graph: FloatGraph, ranges: dict[str, float], settings: QuantSettings) -> IntegerModel:
+def quantize_graph(
+    graph: FloatGraph,
+    ranges: dict[str, float],
+    settings: QuantSettings,
+    grams: dict[tuple[int, int], np.ndarray] | None = None,
+) -> IntegerModel:
     """ranges: largest real magnitude to represent, per tensor name (FEATURES, every node, and the
-    terms of multi-term nodes under `term_key`)."""
+    terms of multi-term nodes under `term_key`); grams: input Gram matrices per (node, term) index
+    (`quantizer.rounding.input_grams`) for error-compensating rounding, else nearest codes."""
     scales = {FEATURES: max(ranges[FEATURES], 1e-8) / symmetric_max(settings.act_bits)}
     input_max = {FEATURES: symmetric_max(settings.act_bits)}
     nodes = []
@@ -80,7 +95,10 @@ def quantize_graph(graph: FloatGraph, ranges: dict[str, float], settings: QuantS
         bits = LOGIT_BITS if is_output else settings.act_bits
         out_min, out_max = output_range(node.relu, bits)
         scale = max(ranges[node.name], 1e-8) / out_max
-        quantized = [quantize_weight(t.weight, settings.weight_bits) for t in node.terms]
+        quantized = [
+            quantize_weight(t.weight, settings.weight_bits, None if grams is None else grams[(index, j)], t.groups)
+            for j, t in enumerate(node.terms)
+        ]
         weights, weight_scales = [w for w, _ in quantized], [s for _, s in quantized]
         real = np.stack([scales[t.source] * ws / scale for t, ws in zip(node.terms, weight_scales, strict=True)])
         numerators, shift = dyadic(real)
