@@ -20,7 +20,7 @@ import copy
 import numpy as np
 import torch
 
-from quantizer.graph import FloatGraph, FloatModel, input_batches, valid_mask
+from quantizer.graph import ConvTerm, FloatGraph, FloatModel, input_batches, valid_mask
 
 MAX_GAIN = 16.0  # no channel is raised more than this, so dead channels stay near their scale
 
@@ -48,13 +48,13 @@ def channel_scales(peaks: np.ndarray, strength: float) -> np.ndarray:
     return (np.maximum(peaks, top / MAX_GAIN) / top) ** strength
 
 
-def _reader_columns(weight_shape: tuple, groups: int, in_scale: np.ndarray) -> np.ndarray:
+def _reader_columns(term: ConvTerm, in_scale: np.ndarray) -> np.ndarray:
     """in_scale [C_in] laid out over a reader's weight [C_out, C_in / groups, K]."""
-    if groups == 1:
+    if term.groups == 1:
         return in_scale[None, :, None]
-    if weight_shape[1] == 1 and groups == weight_shape[0]:  # depthwise: input channel c is output channel c
+    if term.depthwise:  # input channel c is output channel c
         return in_scale[:, None, None]
-    raise ValueError(f"cannot equalize the input of a grouped conv (groups {groups}, weight {weight_shape})")
+    raise ValueError(f"cannot equalize the input of a grouped conv (groups {term.groups}, weight {term.weight.shape})")
 
 
 def equalize_channels(graph: FloatGraph, peaks: dict[str, np.ndarray], strength: float) -> FloatGraph:
@@ -75,6 +75,6 @@ def equalize_channels(graph: FloatGraph, peaks: dict[str, np.ndarray], strength:
                     term.bn_std = (term.bn_std / out_scale).astype(np.float32)
             in_scale = scales.get(term.source)
             if in_scale is not None:
-                weight = weight * _reader_columns(term.weight.shape, term.groups, in_scale)
+                weight = weight * _reader_columns(term, in_scale)
             term.weight = weight.astype(np.float32)
     return equalized

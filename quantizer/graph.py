@@ -32,10 +32,16 @@ class ConvShape:
     stride: int
     dilation: int
     padding: int
+    groups: int
 
     @property
     def kernel(self) -> int:
         return int(self.weight.shape[2])
+
+    @property
+    def depthwise(self) -> bool:
+        """One filter per channel: input channel c feeds output channel c only."""
+        return self.groups > 1 and self.groups == self.weight.shape[0] and self.weight.shape[1] == 1
 
     @property
     def masks_input(self) -> bool:

@@ -49,7 +49,7 @@ def integer_conv(x: np.ndarray, term: IntegerTerm) -> np.ndarray:
         for k in range(term.kernel):
             acc += np.matmul(tap(k).transpose(0, 2, 1), weight[:, :, k].T)
         acc = acc.transpose(0, 2, 1)
-    elif term.groups == channels and weight.shape[1] == 1:
+    elif term.depthwise and weight.shape[0] == channels:
         acc = np.zeros((batch, weight.shape[0], out_frames), dtype=np.int64)
         for k in range(term.kernel):
             acc += tap(k) * weight[None, :, 0, k, None]

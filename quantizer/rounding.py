@@ -25,10 +25,6 @@ from quantizer.graph import FEATURES, ConvTerm, FloatModel, input_batches, valid
 DAMPING = 0.01  # added to G's diagonal, as a fraction of its mean: keeps G invertible
 
 
-def _is_depthwise(term: ConvTerm) -> bool:
-    return term.groups > 1 and term.groups == term.weight.shape[0] and term.weight.shape[1] == 1
-
-
 def _unfold_taps(x: torch.Tensor, term: ConvTerm) -> torch.Tensor:
     """x [B, C, T] -> the samples each output frame's taps read, [B, C, T', K]."""
     padded = torch.nn.functional.pad(x, (term.padding, term.padding))
@@ -39,7 +35,7 @@ def _unfold_taps(x: torch.Tensor, term: ConvTerm) -> torch.Tensor:
 def term_gram(x: torch.Tensor, term: ConvTerm) -> np.ndarray:
     """Gram matrix of one term's input x [B, C_in, T] (padded frames zeroed): [C, K, K] for a
     depthwise conv, else [C_in, C_in] over the frames the conv reads (every stride-th)."""
-    if _is_depthwise(term):
+    if term.depthwise:
         taps = _unfold_taps(x, term)
         return torch.einsum("bctk,bctl->ckl", taps, taps).double().numpy()
     if term.groups != 1:
