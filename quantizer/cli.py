@@ -120,9 +120,15 @@ def _quantize(args: argparse.Namespace) -> int:
 
 
 def _add_eval(commands) -> None:
-    parser = commands.add_parser("eval", help="WER and CER of a quantized model's backends on a NeMo manifest")
+    parser = commands.add_parser("eval", help="WER and CER of a quantized model's backends on NeMo manifests")
     parser.add_argument("--model", type=Path, required=True, help="a folder written by qasr quantize")
-    parser.add_argument("--manifest", type=Path, required=True, help="NeMo manifest of 16 kHz audio")
+    parser.add_argument(
+        "--manifest",
+        type=Path,
+        action="append",
+        required=True,
+        help="NeMo manifest of 16 kHz audio; repeat to pool several (WER is then also printed per manifest)",
+    )
     parser.add_argument(
         "--backend",
         action="append",
@@ -197,12 +203,13 @@ def _eval(args: argparse.Namespace) -> int:
         )
     print("(interval: paired bootstrap over utterances, 10,000 resamples)")
     if args.group_by:
-        _print_groups(args.group_by, results)
+        _print_groups(args.group_by, results, [result.wer_by_group() for result in results])
+    if len(args.manifest) > 1:
+        _print_groups("manifest", results, [result.wer_by_group(result.manifests) for result in results])
     return 0
 
 
-def _print_groups(field: str, results: list[Evaluation]) -> None:
-    tables = [result.wer_by_group() for result in results]
+def _print_groups(field: str, results: list[Evaluation], tables: list[dict[str, tuple[int, int, float]]]) -> None:
     print(f"\n| {field} | utterances | words | " + " | ".join(f"{r.backend} WER %" for r in results) + " |")
     print("| --- | --- | --- | " + " | ".join("---" for _ in results) + " |")
     for group, (utterances, words, _) in tables[0].items():

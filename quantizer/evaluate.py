@@ -1,4 +1,4 @@
-"""Word and character error rates of a quantized model's backends on a NeMo manifest."""
+"""Word and character error rates of a quantized model's backends on NeMo manifests."""
 
 from __future__ import annotations
 
@@ -30,12 +30,15 @@ class Evaluation:
     edits: np.ndarray  # word edits per utterance, [utterances]
     words: np.ndarray  # reference words per utterance, [utterances]
     groups: list[str]  # each utterance's value of the group_by field ("" without one)
+    manifests: list[str]  # each utterance's manifest
 
-    def wer_by_group(self) -> dict[str, tuple[int, int, float]]:
-        """Per group, sorted by name: utterances, reference words and WER (edits over words)."""
+    def wer_by_group(self, groups: list[str] | None = None) -> dict[str, tuple[int, int, float]]:
+        """Per group (by default the group_by field's; `self.manifests` for a per-manifest table), sorted
+        by name: utterances, reference words and WER (edits over words)."""
+        groups = self.groups if groups is None else groups
         table = {}
-        for group in sorted(set(self.groups)):
-            chosen = np.array([g == group for g in self.groups])
+        for group in sorted(set(groups)):
+            chosen = np.array([g == group for g in groups])
             words = int(self.words[chosen].sum())
             table[group] = (int(chosen.sum()), words, float(self.edits[chosen].sum()) / max(words, 1))
         return table
@@ -67,7 +70,7 @@ def transcribe(
 
 def evaluate(
     model_dir: str | Path,
-    manifest: str | Path,
+    manifest: str | Path | list[str | Path],
     backend: str,
     batch: int = 8,
     threads: int = 0,
@@ -75,14 +78,20 @@ def evaluate(
     lexicon: LexiconDecoder | None = None,
     group_by: str | None = None,
 ) -> Evaluation:
-    """Transcribe a manifest with one backend (greedy, or with the lexicon beam search) and score it,
-    per utterance too, so that WER can be broken down by a manifest field (group_by)."""
+    """Transcribe a manifest, or several pooled, with one backend (greedy, or with the lexicon beam
+    search) and score it, per utterance too, so that WER can be broken down by a manifest field
+    (group_by) or by manifest."""
     model = IntegerModel.load(model_dir)
     if model.filterbank is None or model.window is None:
         raise ValueError(f"{model_dir}: the checkpoint stored no mel filterbank/window, so features cannot be made")
-    utterances = read_manifest(manifest, model.labels, group_by=group_by)
-    if not utterances:
-        raise ValueError(f"{manifest}: no utterance with text in the model's vocabulary")
+    manifests = manifest if isinstance(manifest, list) else [manifest]
+    utterances, sources = [], []
+    for path in manifests:
+        read = read_manifest(path, model.labels, group_by=group_by)
+        if not read:
+            raise ValueError(f"{path}: no utterance with text in the model's vocabulary")
+        utterances += read
+        sources += [str(path)] * len(read)
     front_end = LogMelFrontEnd.of(model)
     recognizer = Recognizer(model_dir, backend, device=device, threads=threads)
     scale = logit_scale(model, backend)
@@ -101,4 +110,5 @@ def evaluate(
         edits=edits,
         words=words,
         groups=[u.group for u in utterances],
+        manifests=sources,
     )

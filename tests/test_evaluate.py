@@ -1,4 +1,5 @@
 import json
+import os
 from pathlib import Path
 
 import jiwer
@@ -74,8 +75,10 @@ def test_wer_by_group_pools_edits_and_words_within_each_group():
         edits=np.array([1, 0, 2]),
         words=np.array([4, 5, 2]),
         groups=["north", "south", "north"],
+        manifests=["a.jsonl", "a.jsonl", "b.jsonl"],
     )
     assert result.wer_by_group() == {"north": (2, 6, 0.5), "south": (1, 5, 0.0)}
+    assert result.wer_by_group(result.manifests) == {"a.jsonl": (2, 9, 1 / 9), "b.jsonl": (1, 2, 1.0)}
 
 
 def test_eval_cli_breaks_wer_down_by_a_manifest_field(tone_model, tmp_path, capsys):
@@ -101,6 +104,33 @@ def test_eval_cli_breaks_wer_down_by_a_manifest_field(tone_model, tmp_path, caps
             lines = [line.split("\t") for line in out if f"\t{backend}\t" in line]
             hypotheses = [line[2] for line in lines if line[0] in names]
             assert float(rows[group][column]) == pytest.approx(100 * jiwer.wer(references, hypotheses), abs=0.01)
+
+
+def test_eval_pools_manifests_and_reports_each_one(tone_model, tmp_path, capsys):
+    model_dir, manifest = tone_model
+    lines = Path(manifest).read_text().splitlines()
+    parts = []
+    for name, chosen in (("first", lines[:3]), ("second", lines[3:])):
+        folder = tmp_path / name
+        folder.mkdir()
+        entries = [json.loads(line) for line in chosen]
+        for entry in entries:  # relative to this manifest's own folder
+            entry["audio_filepath"] = os.path.relpath(Path(manifest).parent / entry["audio_filepath"], folder)
+        (folder / "manifest.jsonl").write_text("".join(json.dumps(entry) + "\n" for entry in entries))
+        parts.append(folder / "manifest.jsonl")
+
+    pooled, whole = evaluate(model_dir, parts, "integer"), evaluate(model_dir, manifest, "integer")
+    assert pooled.hypotheses == whole.hypotheses and pooled.references == whole.references
+    assert pooled.manifests == [str(parts[0])] * 3 + [str(parts[1])] * 5
+
+    assert main(["eval", "--model", str(model_dir), "--manifest", str(parts[0]), "--manifest", str(parts[1])]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("8 utterances") and "| manifest | utterances | words | fp32 WER % | integer WER % |" in out
+    for part in parts:
+        alone = evaluate(model_dir, part, "integer")
+        row = next(line for line in out if line.startswith(f"| {part} |")).split("|")
+        assert int(row[2]) == len(alone.references)
+        assert float(row[5]) == pytest.approx(100 * alone.wer, abs=0.01)
 
 
 def test_eval_cli_names_a_missing_group_field(tone_model, capsys):
