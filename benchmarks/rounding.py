@@ -5,8 +5,8 @@
 
 For each seed, quantizes the model zero-shot twice (`qasr quantize` defaults but the weight
 rounding: nearest codes, then GPTQ on the synthetic inputs), and evaluates FP32 and both integer
-graphs with ONNX Runtime on the manifest. Prints each WER, its change from FP32, and the 95 %
-paired-bootstrap interval of GPTQ's WER minus nearest rounding's.
+graphs with ONNX Runtime on the manifest (repeat --manifest to pool several). Prints each WER,
+its change from FP32, and the 95 % paired-bootstrap interval of GPTQ's WER minus nearest rounding's.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from quantizer.synthetic import SyntheticSettings
 
 
 def evaluations(
-    checkpoint: Path, manifest: Path, seed: int, threads: int, decoder: str
+    checkpoint: Path, manifest: list[Path], seed: int, threads: int, decoder: str
 ) -> tuple[Evaluation, dict[str, Evaluation], dict[str, float]]:
     """FP32 and the integer graph per rounding, on the manifest; and each quantization's seconds."""
     integer: dict[str, Evaluation] = {}
@@ -52,13 +52,13 @@ def evaluations(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=SHIPPED_MODEL)
-    parser.add_argument("--manifest", type=Path, required=True)
+    parser.add_argument("--manifest", type=Path, action="append", required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--decoder", choices=DECODERS, default="greedy")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"{args.manifest}, {args.decoder} decoding")
+    print(f"{' + '.join(map(str, args.manifest))}, {args.decoder} decoding")
     print("| seed | FP32 WER % | nearest (change) | GPTQ (change) | GPTQ - nearest, 95 % interval | GPTQ seconds |")
     print("| --- | --- | --- | --- | --- | --- |")
     for seed in args.seeds:
