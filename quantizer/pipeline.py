@@ -74,8 +74,9 @@ def quantize_checkpoint(
             else {}
         )
         equalized = equalize_channels(graph, peaks, calibration.equalize)
+        equalized_model = FloatModel(equalized)
         ranges = calibrate_ranges(
-            FloatModel(equalized),
+            equalized_model,
             data.features,
             data.lengths,
             calibration.method,
@@ -85,7 +86,7 @@ def quantize_checkpoint(
         )
     with timer.stage("quantize"):
         grams = (
-            input_grams(FloatModel(equalized), data.features, data.lengths, synthetic.batch_size)
+            input_grams(equalized_model, data.features, data.lengths, synthetic.batch_size)
             if calibration.rounding == "gptq"
             else None
         )
