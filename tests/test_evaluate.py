@@ -133,6 +133,17 @@ def test_eval_pools_manifests_and_reports_each_one(tone_model, tmp_path, capsys)
         assert float(row[5]) == pytest.approx(100 * alone.wer, abs=0.01)
 
 
+def test_eval_cli_names_the_pooled_manifest_that_has_no_usable_text(tone_model, tmp_path, capsys):
+    model_dir, manifest = tone_model
+    entry = json.loads(Path(manifest).read_text().splitlines()[0])
+    entry["audio_filepath"] = str(Path(manifest).parent / entry["audio_filepath"])
+    entry["text"] = "0123 !?"  # nothing left once reduced to the model's letters
+    empty = tmp_path / "digits.jsonl"
+    empty.write_text(json.dumps(entry) + "\n")
+    assert main(["eval", "--model", str(model_dir), "--manifest", manifest, "--manifest", str(empty)]) == 2
+    assert f"{empty}: no utterance with text in the model's vocabulary" in capsys.readouterr().err
+
+
 def test_eval_cli_names_a_missing_group_field(tone_model, capsys):
     model_dir, manifest = tone_model
     assert main(["eval", "--model", str(model_dir), "--manifest", manifest, "--group-by", "speaker"]) == 2
