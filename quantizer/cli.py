@@ -155,6 +155,15 @@ def _add_eval(commands) -> None:
     parser.add_argument("--word-score", type=float, default=lexicon.word_score, help="lexicon: added per word")
     parser.add_argument("--beam", type=int, default=lexicon.beam, help="lexicon: hypotheses kept per frame")
     parser.add_argument(
+        "--token-beam", type=int, default=lexicon.token_beam, help="lexicon: most likely classes tried per frame"
+    )
+    parser.add_argument(
+        "--beam-threshold",
+        type=float,
+        default=lexicon.beam_threshold,
+        help="lexicon: hypotheses this far (log-probability) below the best are dropped",
+    )
+    parser.add_argument(
         "--language-model",
         default=str(SHIPPED_LANGUAGE_MODEL),
         help="lexicon: ARPA n-gram file (.arpa or .arpa.gz; default: the shipped English trigram); "
@@ -172,6 +181,8 @@ def _eval(args: argparse.Namespace) -> int:
             lm_weight=args.lm_weight,
             word_score=args.word_score,
             beam=args.beam,
+            token_beam=args.token_beam,
+            beam_threshold=args.beam_threshold,
             language_model=args.language_model,
         )
         lexicon = LexiconDecoder(IntegerModel.load(args.model).labels, settings)

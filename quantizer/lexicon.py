@@ -37,8 +37,10 @@ class LexiconSettings:
     words: int = 100_000  # most frequent English words (wordfreq) that the labels can spell; unused with an ARPA
     lm_weight: float = 0.6  # weight of ln P(word); chosen on real training speech, not on evaluation sets
     word_score: float = 0.0  # added per word: > 0 favours more, shorter words
-    beam: int = 50  # hypotheses kept per frame
-    beam_threshold: float = 25.0  # hypotheses this far (log-probability) below the best are dropped
+    # The search's breadth, chosen on held-out synthetic speech kept for tuning (README, Decoding):
+    beam: int = 400  # hypotheses kept per frame
+    token_beam: int = 10  # most likely classes each hypothesis may extend by, per frame
+    beam_threshold: float = 15.0  # hypotheses this far (log-probability) below the best are dropped
     language_model: str = ""  # ARPA n-gram file (.arpa or .arpa.gz); "": wordfreq unigrams
 
 
@@ -123,12 +125,17 @@ class _RecentWords(flashlight.LM):
         self.root = flashlight.LMState()
         self.states: dict[tuple[int, ...], flashlight.LMState] = {}
         self.inner: dict[flashlight.LMState, tuple[tuple[int, ...], flashlight.LMState]] = {}
+        self.scored: dict[tuple[flashlight.LMState, int], tuple[flashlight.LMState, float]] = {}
 
     def start(self, start_with_nothing: bool) -> flashlight.LMState:
         self.states, self.inner = {(): self.root}, {self.root: ((), self.kenlm.start(start_with_nothing))}
+        self.scored = {}
         return self.root
 
     def score(self, state: flashlight.LMState, word: int) -> tuple[flashlight.LMState, float]:
+        known = self.scored.get((state, word))  # the beam asks the same few states for the same words each frame
+        if known is not None:
+            return known
         history, inner = self.inner[state]
         inner_next, score = self.kenlm.score(inner, word)
         recent = (*history, word)[-self.context :] if self.context else ()
@@ -136,6 +143,7 @@ class _RecentWords(flashlight.LM):
         if merged is None:
             merged = self.states[recent] = self.root.child(len(self.states))
             self.inner[merged] = (recent, inner_next)
+        self.scored[state, word] = merged, score
         return merged, score
 
     def finish(self, state: flashlight.LMState) -> tuple[flashlight.LMState, float]:
@@ -177,7 +185,7 @@ class LexiconDecoder:
         s = self.settings
         return flashlight.LexiconDecoderOptions(
             beam_size=s.beam,
-            beam_size_token=len(self.labels) + 1,
+            beam_size_token=min(s.token_beam, len(self.labels) + 1),
             beam_threshold=s.beam_threshold,
             lm_weight=s.lm_weight * self.lm_scale,
             word_score=s.word_score,

@@ -60,6 +60,16 @@ def test_a_near_miss_becomes_the_word_greedy_decoding_misspells(decoder):
     assert text_of(decoder, frames) == "the cat"
 
 
+def test_the_token_beam_limits_a_frame_to_its_most_likely_classes():
+    """With one class per frame the search cannot take the second-best letter the lexicon needs."""
+    *start, last = spell("the cat")[:3]
+    frames = frames_spelling(*start, {"w": LIKELY, "e": LIKELY - 0.5}, *spell(" cat"))
+    narrow = LexiconDecoder(ENGLISH_LABELS, LexiconSettings(words=20_000, token_beam=1))
+    wide = LexiconDecoder(ENGLISH_LABELS, LexiconSettings(words=20_000, token_beam=2))
+    assert text_of(wide, frames) == "the cat"
+    assert text_of(narrow, frames) != "the cat"
+
+
 def test_the_language_model_outweighs_a_small_acoustic_preference_for_a_rare_word():
     frames = frames_spelling({"t": LIKELY}, {"h": LIKELY}, {"y": LIKELY, "e": LIKELY - 0.5}, {"-": LIKELY})
     acoustic_only = LexiconDecoder(ENGLISH_LABELS, LexiconSettings(words=20_000, lm_weight=0.0))
@@ -130,3 +140,20 @@ def test_a_file_that_is_not_arpa_is_refused(tmp_path):
     bad.write_text("the\ncat\n")
     with pytest.raises(ValueError, match="not an ARPA file"):
         arpa_order(bad)
+
+
+def test_a_repeated_score_is_kenlms_answer_and_a_new_search_forgets_the_last(context_arpa):
+    from quantizer.lexicon import _RecentWords
+
+    decoder = LexiconDecoder(ENGLISH_LABELS, LexiconSettings(language_model=str(context_arpa)))
+    lm = _RecentWords(decoder.kenlm, order=2)
+    start = lm.start(False)
+    the, cat = (decoder.words.index(w) for w in ("the", "cat"))
+    after_the, score = lm.score(start, the)
+    again_state, again_score = lm.score(start, the)
+    assert again_state is after_the and again_score == score
+    kenlm_after_the, kenlm_score = decoder.kenlm.score(decoder.kenlm.start(False), the)
+    assert score == kenlm_score
+    assert lm.score(after_the, cat)[1] == decoder.kenlm.score(kenlm_after_the, cat)[1]
+    restarted = lm.start(False)
+    assert lm.scored == {} and lm.score(restarted, the)[1] == score
