@@ -303,7 +303,7 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
                 "status": "ready",
                 "model": settings.model_name,
                 "backend": settings.backend,
-                "decoder": settings.decoder,
+                "decoder": settings.decoding(),
                 "language_model": settings.language_model_name(),
                 "provider": state.engine.recognizer.provider,
                 "from_cache": state.prepared.from_cache,
@@ -350,7 +350,7 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
             "duration": round(result.duration, 3),
             "model": settings.model_name,
             "backend": settings.backend,
-            "decoder": settings.decoder,
+            "decoder": settings.decoding(),
             "provider": state.engine.recognizer.provider,
             "timings_ms": {
                 k: round(v * 1000, 2)

@@ -34,7 +34,7 @@ def serve(argv: list[str]) -> int:
     parser.add_argument("--port", type=int, help="QASR_PORT (default 8000)")
     parser.add_argument("--backend", help="QASR_BACKEND: integer (default), int8, qdq or fp32")
     parser.add_argument("--device", help="QASR_DEVICE: auto (default), cpu, cuda or tensorrt")
-    parser.add_argument("--decoder", help="QASR_DECODER: greedy (default) or lexicon")
+    parser.add_argument("--decoder", help="QASR_DECODER: auto (default), greedy or lexicon")
     parser.add_argument("--cache-dir", type=Path, help="QASR_CACHE_DIR")
     args = parser.parse_args(argv)
     overrides = {

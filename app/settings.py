@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.shapes import PAD_SHAPES
+from quantizer.checkpoint import file_sha256
 from quantizer.lexicon import DECODERS, SHIPPED_LANGUAGE_MODEL, LexiconSettings
 from quantizer.runtime import BACKENDS, DEVICES
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 SHIPPED_MODEL = REPOSITORY / "models" / "qasr-en-quartznet5x5.nemo"
+SHIPPED_MODEL_SHA256 = "8d9bf5cfd4cf2776291a7a6639b0b23c1ce75426836ef0d5e6eb987083198330"
+SERVICE_DECODERS = ("auto", *DECODERS)
+
+
+@functools.cache
+def is_shipped_model(path: Path) -> bool:
+    """Whether a checkpoint is the shipped model, by content: the container image serves a copy."""
+    return path.is_file() and file_sha256(path) == SHIPPED_MODEL_SHA256
 
 
 class Settings(BaseSettings):
@@ -25,7 +35,9 @@ class Settings(BaseSettings):
     device: str = Field("auto", description=f"one of {', '.join(DEVICES)}")
     threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads (0: all cores)")
     decoder: str = Field(
-        "greedy", description="greedy, or lexicon: beam search over English words scored by a language model"
+        "auto",
+        description="auto (lexicon for the shipped model, greedy for others), greedy, or lexicon: beam search "
+        "over English words scored by a language model",
     )
     language_model: str = Field(
         str(SHIPPED_LANGUAGE_MODEL), description="lexicon decoder: ARPA n-gram file; empty: wordfreq unigrams"
@@ -66,26 +78,34 @@ class Settings(BaseSettings):
         """Reject impossible combinations with a message naming the variable."""
         if self.backend not in BACKENDS:
             raise ValueError(f"QASR_BACKEND={self.backend!r}: choose one of {', '.join(BACKENDS)}")
-        if self.decoder not in DECODERS:
-            raise ValueError(f"QASR_DECODER={self.decoder!r}: choose one of {', '.join(DECODERS)}")
+        if self.decoder not in SERVICE_DECODERS:
+            raise ValueError(f"QASR_DECODER={self.decoder!r}: choose one of {', '.join(SERVICE_DECODERS)}")
         if self.device not in DEVICES:
             raise ValueError(f"QASR_DEVICE={self.device!r}: choose one of {', '.join(DEVICES)}")
         if self.pad_shapes not in PAD_SHAPES:
             raise ValueError(f"QASR_PAD_SHAPES={self.pad_shapes!r}: choose one of {', '.join(PAD_SHAPES)}")
-        if self.decoder == "lexicon" and self.language_model and not Path(self.language_model).is_file():
+        if self.decoding() == "lexicon" and self.language_model and not Path(self.language_model).is_file():
             raise ValueError(f"QASR_LANGUAGE_MODEL={self.language_model!r}: no such file (empty: wordfreq unigrams)")
         if self.chunk_overlap_seconds * 2 >= self.chunk_seconds:
             raise ValueError("QASR_CHUNK_OVERLAP_SECONDS must be less than half of QASR_CHUNK_SECONDS")
 
+    def decoding(self) -> str:
+        """The decoder in use. `auto` is the lexicon search for the shipped model, the one its language
+        model and search settings were measured with, and greedy for any other checkpoint, whose
+        labels and vocabulary the shipped English lexicon may not fit."""
+        if self.decoder != "auto":
+            return self.decoder
+        return "lexicon" if is_shipped_model(self.model_path.resolve()) else "greedy"
+
     def language_model_name(self) -> str | None:
         """What scores the lexicon decoder's words: the ARPA file's name, or wordfreq; None when greedy."""
-        if self.decoder != "lexicon":
+        if self.decoding() != "lexicon":
             return None
         return Path(self.language_model).name if self.language_model else "wordfreq unigrams"
 
     def lexicon(self) -> LexiconSettings | None:
         """The lexicon decoder's settings, or None for greedy decoding."""
-        if self.decoder != "lexicon":
+        if self.decoding() != "lexicon":
             return None
         return LexiconSettings(
             lm_weight=self.lm_weight, word_score=self.word_score, beam=self.beam, language_model=self.language_model

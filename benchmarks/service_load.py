@@ -41,7 +41,7 @@ def clip(seconds: float) -> bytes:
     return buffer.getvalue()
 
 
-def start_server(model: Path, backend: str, work: Path, port: int, threads: int) -> subprocess.Popen:
+def start_server(model: Path, backend: str, work: Path, port: int, threads: int, decoder: str) -> subprocess.Popen:
     # Cheap calibration: speed does not depend on it (the shipped defaults apply to real serving).
     env = os.environ | {
         "QASR_CACHE_DIR": str(work / "cache"),
@@ -50,6 +50,7 @@ def start_server(model: Path, backend: str, work: Path, port: int, threads: int)
         "QASR_CALIB_SAMPLES": "2",
         "QASR_CALIB_FRAMES": "200",
         "QASR_CALIB_ITERS": "5",
+        "QASR_DECODER": decoder,
     }
     command = [
         sys.executable,
@@ -114,6 +115,7 @@ def main() -> None:
     parser.add_argument("--start", action="store_true", help="launch qasr serve for the run")
     parser.add_argument("--model", type=Path, help=".nemo to serve with --start (default: QuartzNet-15x5 architecture)")
     parser.add_argument("--backend", default="integer")
+    parser.add_argument("--decoder", default="auto", help="with --start: QASR_DECODER")
     parser.add_argument("--threads", type=int, default=0, help="server's ONNX Runtime threads (0: all cores)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/qasr-bench"))
     parser.add_argument("--port", type=int, default=8765)
@@ -132,7 +134,7 @@ def main() -> None:
             model = args.work / "quartznet15x5.nemo"
             if not model.exists():
                 save_nemo_model(quartznet_config(), model)
-        server = start_server(model, args.backend, args.work, args.port, args.threads)
+        server = start_server(model, args.backend, args.work, args.port, args.threads, args.decoder)
         url = f"http://127.0.0.1:{args.port}"
     try:
         body = clip(args.seconds)
@@ -142,7 +144,8 @@ def main() -> None:
             server.send_signal(signal.SIGTERM)
             server.wait(60)
     print(" ".join(["$", "python", *sys.argv]))
-    print(f"{args.seconds:.0f} s clips, {args.requests} requests per level, backend {args.backend}")
+    decoder = f", decoder {args.decoder}" if args.start else ""
+    print(f"{args.seconds:.0f} s clips, {args.requests} requests per level, backend {args.backend}{decoder}")
     print("| concurrency | p50 ms | p95 ms | x real time | requests/s |")
     print("| --- | --- | --- | --- | --- |")
     for row in rows:

@@ -48,7 +48,7 @@ def test_a_bad_pad_shapes_setting_stops_serve_naming_the_variable(tmp_path, quar
 def test_an_unknown_decoder_stops_serve_naming_the_variable(tmp_path, quartznet_nemo, capsys):
     arguments = ["serve", "--model", str(quartznet_nemo), "--cache-dir", str(tmp_path / "cache"), "--decoder", "beam"]
     assert main(arguments) == 2
-    assert "QASR_DECODER='beam': choose one of greedy, lexicon" in capsys.readouterr().err
+    assert "QASR_DECODER='beam': choose one of auto, greedy, lexicon" in capsys.readouterr().err
 
 
 def _write(path: Path, data: bytes) -> Path:

@@ -375,6 +375,24 @@ def test_concurrent_requests_share_batches(client):
     assert max(size for r in results for size in r.json()["batch_sizes"]) > 1
 
 
+def test_auto_decoding_is_the_lexicon_search_for_the_shipped_model_only(tmp_path, quartznet_nemo):
+    from app.settings import SHIPPED_MODEL
+
+    shipped = Settings(model_path=SHIPPED_MODEL)
+    assert (shipped.decoding(), shipped.language_model_name()) == ("lexicon", "english-trigram.arpa.gz")
+    assert shipped.lexicon() is not None
+    other = Settings(model_path=quartznet_nemo)
+    assert (other.decoding(), other.lexicon(), other.language_model_name()) == ("greedy", None, None)
+    copy = tmp_path / "copy.nemo"  # as in the container image: the same model at another path
+    copy.write_bytes(SHIPPED_MODEL.read_bytes())
+    assert Settings(model_path=copy).decoding() == "lexicon"
+    assert Settings(model_path=SHIPPED_MODEL, decoder="greedy").decoding() == "greedy"
+    assert Settings(model_path=quartznet_nemo, decoder="lexicon").decoding() == "lexicon"
+    missing_lm = Settings(model_path=SHIPPED_MODEL, language_model=str(tmp_path / "none.arpa"))
+    with pytest.raises(ValueError, match="QASR_LANGUAGE_MODEL"):
+        missing_lm.check()
+
+
 def test_every_setting_is_documented_in_the_readme():
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     missing = [name for name in Settings.model_fields if f"`QASR_{name.upper()}`" not in readme]
