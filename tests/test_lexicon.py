@@ -53,17 +53,20 @@ def test_confidently_spelt_words_come_out_as_they_are(decoder):
     assert greedy_text(frames.argmax(1), len(frames), ENGLISH_LABELS) == "good morning"
 
 
+def the_cat_with_a_near_miss() -> np.ndarray:
+    """'the cat' where the e's frame prefers w a little: the second-best letter makes the word."""
+    return frames_spelling(*spell("th")[:-1], {"w": LIKELY, "e": LIKELY - 0.5}, *spell(" cat"))
+
+
 def test_a_near_miss_becomes_the_word_greedy_decoding_misspells(decoder):
-    *start, last = spell("the cat")[:3]
-    frames = frames_spelling(*start, {"w": LIKELY, "e": LIKELY - 0.5}, *spell(" cat"))
+    frames = the_cat_with_a_near_miss()
     assert greedy_text(frames.argmax(1), len(frames), ENGLISH_LABELS) == "thw cat"
     assert text_of(decoder, frames) == "the cat"
 
 
 def test_the_token_beam_limits_a_frame_to_its_most_likely_classes():
     """With one class per frame the search cannot take the second-best letter the lexicon needs."""
-    *start, last = spell("the cat")[:3]
-    frames = frames_spelling(*start, {"w": LIKELY, "e": LIKELY - 0.5}, *spell(" cat"))
+    frames = the_cat_with_a_near_miss()
     narrow = LexiconDecoder(ENGLISH_LABELS, LexiconSettings(words=20_000, token_beam=1))
     wide = LexiconDecoder(ENGLISH_LABELS, LexiconSettings(words=20_000, token_beam=2))
     assert text_of(wide, frames) == "the cat"
