@@ -122,13 +122,16 @@ def load_model(state: ServiceState) -> None:
         max_batch=s.max_batch_size,
         pad_shapes=s.pad_shapes,
         lexicon=s.lexicon(),
+        search_workers=s.search_worker_count(),
     )
     if state.engine.buckets is not None:
         log.info("%d input shapes warmed up in %.1f s", len(state.engine.buckets.shapes()), state.engine.warmup_s)
     state.metrics.record_report(state.prepared.report, state.prepared.quantize_seconds)
     state.phase = "ready"
     state.metrics.ready.set(1)
-    log.info("ready: %s on %s", s.backend, state.engine.recognizer.provider)
+    workers = s.search_worker_count()
+    searches = f", lexicon searches in {workers} worker processes" if workers else ""
+    log.info("ready: %s on %s%s", s.backend, state.engine.recognizer.provider, searches)
 
 
 def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -> FastAPI:
@@ -162,6 +165,8 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
         yield
         state.phase = "draining"
         await state.batcher.stop()
+        if state.engine is not None:
+            state.engine.close()
 
     app = FastAPI(
         title="qasr",
@@ -305,6 +310,7 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
                 "backend": settings.backend,
                 "decoder": settings.decoding(),
                 "language_model": settings.language_model_name(),
+                "search_workers": settings.search_worker_count(),
                 "provider": state.engine.recognizer.provider,
                 "from_cache": state.prepared.from_cache,
             }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 from pydantic import Field, field_validator
@@ -45,6 +46,9 @@ class Settings(BaseSettings):
     lm_weight: float = Field(LexiconSettings().lm_weight, ge=0, description="lexicon decoder: weight of ln P(word)")
     word_score: float = Field(LexiconSettings().word_score, description="lexicon decoder: added per word")
     beam: int = Field(LexiconSettings().beam, ge=1, le=1000, description="lexicon decoder: hypotheses kept per frame")
+    search_workers: int = Field(
+        0, ge=0, description="lexicon decoder: processes running searches side by side (0: one per core)"
+    )
 
     # Zero-shot calibration of the startup job (see `qasr quantize --help`).
     calib_samples: int = Field(8, ge=1)
@@ -102,6 +106,13 @@ class Settings(BaseSettings):
         if self.decoding() != "lexicon":
             return None
         return Path(self.language_model).name if self.language_model else "wordfreq unigrams"
+
+    def search_worker_count(self) -> int | None:
+        """Worker processes for lexicon searches (QASR_SEARCH_WORKERS, 0 resolved to the cores this
+        process may run on); None when decoding greedily."""
+        if self.decoding() != "lexicon":
+            return None
+        return self.search_workers or len(os.sched_getaffinity(0))
 
     def lexicon(self) -> LexiconSettings | None:
         """The lexicon decoder's settings, or None for greedy decoding."""

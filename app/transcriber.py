@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from app.decoding import Word, path_probabilities, path_words
+from app.search_workers import SearchWorkers
 from app.shapes import PAD_SHAPES, ShapeBuckets
 from quantizer.ctc import frame_log_probabilities
 from quantizer.features import LogMelFrontEnd, pad_audio
@@ -47,18 +48,26 @@ class Engine:
         max_batch: int = 8,
         pad_shapes: str = "auto",
         lexicon: LexiconSettings | None = None,
+        search_workers: int | None = None,
     ):
         """window_seconds, max_batch: the longest window and largest batch `run` will get.
         pad_shapes: pad batches to a few shapes, each run once here (see app.shapes); `auto` does
         so on GPU providers only, where every new shape costs seconds.
-        lexicon: decode by lexicon beam search with these settings instead of greedily."""
+        lexicon: decode by lexicon beam search with these settings instead of greedily.
+        search_workers: run those searches in this many worker processes (None: in this one)."""
         if pad_shapes not in PAD_SHAPES:
             raise ValueError(f"pad_shapes={pad_shapes!r}: choose one of {', '.join(PAD_SHAPES)}")
         model = IntegerModel.load(model_dir)
         if model.filterbank is None or model.window is None:
             raise ValueError(f"{model_dir}: the checkpoint stored no mel filterbank/window")
         self.labels = model.labels
-        self.lexicon = LexiconDecoder(model.labels, lexicon) if lexicon is not None else None
+        self.lexicon: LexiconDecoder | SearchWorkers | None = None
+        if lexicon is not None:
+            self.lexicon = (
+                LexiconDecoder(model.labels, lexicon)
+                if search_workers is None
+                else SearchWorkers(model.labels, lexicon, search_workers)
+            )
         self.front_end = LogMelFrontEnd.of(model)
         self.recognizer = Recognizer(model_dir, backend, device, threads, memory_arena=False)
         self.logit_scale = logit_scale(model, backend)
@@ -68,6 +77,11 @@ class Engine:
         if pad_shapes == "on" or (pad_shapes == "auto" and self.recognizer.provider != "CPUExecutionProvider"):
             self.buckets = self._warm_up_buckets(int(window_seconds * self.sample_rate), max_batch)
         self.frame_samples = self._measure_stride() * self.front_end.hop  # audio samples per output frame
+
+    def close(self) -> None:
+        """Stop the search workers, if any."""
+        if isinstance(self.lexicon, SearchWorkers):
+            self.lexicon.close()
 
     def _measure_stride(self) -> int:
         """Feature frames per output frame, from one run on 4 s of noise (in a warmed bucket when padding)."""

@@ -2,12 +2,16 @@
 
     .venv/bin/python benchmarks/service_load.py --start --model MODEL.nemo --backend integer
     .venv/bin/python benchmarks/service_load.py --url http://127.0.0.1:8000   # a server already running
+    .venv/bin/python benchmarks/service_load.py --start --model models/qasr-en-quartznet5x5.nemo \
+        --search-workers 1 2   # one server per count of lexicon search workers, side by side
 
 With --start the script launches `qasr serve` itself (cache in --work) and stops it afterwards;
 without --model it serves the QuartzNet-15x5 architecture (random weights: speed does not depend on
 what the weights learned). Each level sends --requests uploads of one --seconds clip (speech-like
 audio made here) from `concurrency` client threads and prints p50/p95 latency per request and the
-throughput as audio seconds per wall second ("x real time").
+throughput as audio seconds per wall second ("x real time"); with --start also the resident
+memory of the server and its search workers after the run, and each server's throughput relative
+to the first one's.
 """
 
 from __future__ import annotations
@@ -41,7 +45,24 @@ def clip(seconds: float) -> bytes:
     return buffer.getvalue()
 
 
-def start_server(model: Path, backend: str, work: Path, port: int, threads: int, decoder: str) -> subprocess.Popen:
+def tree_resident_bytes(pid: int) -> int:
+    """Resident memory of a process and all its descendants (the service's search workers), bytes."""
+    total = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            total += int(line.split()[1]) * 1024
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            try:
+                total += tree_resident_bytes(int(child))
+            except FileNotFoundError:  # it ended while being read
+                pass
+    return total
+
+
+def start_server(
+    model: Path, backend: str, work: Path, port: int, threads: int, decoder: str, search_workers: int
+) -> subprocess.Popen:
     # Cheap calibration: speed does not depend on it (the shipped defaults apply to real serving).
     env = os.environ | {
         "QASR_CACHE_DIR": str(work / "cache"),
@@ -51,6 +72,7 @@ def start_server(model: Path, backend: str, work: Path, port: int, threads: int,
         "QASR_CALIB_FRAMES": "200",
         "QASR_CALIB_ITERS": "5",
         "QASR_DECODER": decoder,
+        "QASR_SEARCH_WORKERS": str(search_workers),
     }
     command = [
         sys.executable,
@@ -109,6 +131,36 @@ def level(url: str, body: bytes, concurrency: int, requests: int, seconds: float
     }
 
 
+def measure(url: str, args: argparse.Namespace) -> list[dict]:
+    body = clip(args.seconds)
+    return [level(url, body, c, args.requests, args.seconds) for c in args.concurrency]
+
+
+def measure_started(model: Path, workers: int, args: argparse.Namespace) -> tuple[list[dict], int]:
+    """Rows from a server started for them, and its resident bytes (with its workers) afterwards."""
+    server = start_server(model, args.backend, args.work, args.port, args.threads, args.decoder, workers)
+    try:
+        rows = measure(f"http://127.0.0.1:{args.port}", args)
+        return rows, tree_resident_bytes(server.pid)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(60)
+
+
+def print_rows(rows: list[dict], first: list[dict] | None = None) -> None:
+    print(
+        "| concurrency | p50 ms | p95 ms | x real time | requests/s |"
+        + (" throughput / first server's |" if first else "")
+    )
+    print("| --- | --- | --- | --- | --- |" + (" --- |" if first else ""))
+    for i, row in enumerate(rows):
+        ratio = f" {row['requests_per_s'] / first[i]['requests_per_s']:.2f} |" if first else ""
+        print(
+            f"| {row['concurrency']} | {row['p50_ms']:.0f} | {row['p95_ms']:.0f} | {row['x_real_time']:.0f} | "
+            f"{row['requests_per_s']:.1f} |{ratio}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", help="a running server; otherwise use --start")
@@ -116,6 +168,13 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help=".nemo to serve with --start (default: QuartzNet-15x5 architecture)")
     parser.add_argument("--backend", default="integer")
     parser.add_argument("--decoder", default="auto", help="with --start: QASR_DECODER")
+    parser.add_argument(
+        "--search-workers",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="with --start: QASR_SEARCH_WORKERS, one server after another per value (0: one per core)",
+    )
     parser.add_argument("--threads", type=int, default=0, help="server's ONNX Runtime threads (0: all cores)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/qasr-bench"))
     parser.add_argument("--port", type=int, default=8765)
@@ -125,34 +184,27 @@ def main() -> None:
     args = parser.parse_args()
     if not args.url and not args.start:
         parser.error("give --url of a running server, or --start")
-    server = None
-    url = args.url
-    if args.start:
-        args.work.mkdir(parents=True, exist_ok=True)
-        model = args.model
-        if model is None:
-            model = args.work / "quartznet15x5.nemo"
-            if not model.exists():
-                save_nemo_model(quartznet_config(), model)
-        server = start_server(model, args.backend, args.work, args.port, args.threads, args.decoder)
-        url = f"http://127.0.0.1:{args.port}"
-    try:
-        body = clip(args.seconds)
-        rows = [level(url, body, c, args.requests, args.seconds) for c in args.concurrency]
-    finally:
-        if server is not None:
-            server.send_signal(signal.SIGTERM)
-            server.wait(60)
     print(" ".join(["$", "python", *sys.argv]))
-    decoder = f", decoder {args.decoder}" if args.start else ""
-    print(f"{args.seconds:.0f} s clips, {args.requests} requests per level, backend {args.backend}{decoder}")
-    print("| concurrency | p50 ms | p95 ms | x real time | requests/s |")
-    print("| --- | --- | --- | --- | --- |")
-    for row in rows:
+    if args.url:
+        print(f"{args.seconds:.0f} s clips, {args.requests} requests per level, {args.url}")
+        print_rows(measure(args.url, args))
+        return
+    args.work.mkdir(parents=True, exist_ok=True)
+    model = args.model
+    if model is None:
+        model = args.work / "quartznet15x5.nemo"
+        if not model.exists():
+            save_nemo_model(quartznet_config(), model)
+    first = None
+    for workers in args.search_workers:
+        rows, resident = measure_started(model, workers, args)
         print(
-            f"| {row['concurrency']} | {row['p50_ms']:.0f} | {row['p95_ms']:.0f} | {row['x_real_time']:.0f} | "
-            f"{row['requests_per_s']:.1f} |"
+            f"{args.seconds:.0f} s clips, {args.requests} requests per level, backend {args.backend}, "
+            f"decoder {args.decoder}, QASR_SEARCH_WORKERS={workers}: "
+            f"server and workers resident {resident / 2**20:.0f} MB after the run"
         )
+        print_rows(rows, first)
+        first = first or rows
 
 
 if __name__ == "__main__":

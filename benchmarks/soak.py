@@ -4,11 +4,11 @@
 
 Starts `qasr serve` (cache in --work) on a loopback port, sends a mix of short (2 s) and long
 (30 s) clips from --concurrency client threads for --warm-up-minutes and then --minutes more (or
-until --max-requests are sent), samples the server's resident memory four times a second, and
-stops the server. Memory growth compares the mean of the last fifth of the samples after warm-up
-to the mean of the first fifth. Resident memory climbs for about the first minute of load, and
-swings by about +-10 % from one sample to the next as requests come and go; hence the warm-up
-and the many samples.
+until --max-requests are sent), samples the resident memory of the server and its search workers
+four times a second, and stops the server. Memory growth compares the mean of the last fifth of
+the samples after warm-up to the mean of the first fifth. Resident memory climbs for about the
+first minute of load, and swings by about +-10 % from one sample to the next as requests come and
+go; hence the warm-up and the many samples.
 """
 
 from __future__ import annotations
@@ -28,18 +28,11 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from service_load import clip, wait_until_ready  # noqa: E402
+from service_load import clip, tree_resident_bytes, wait_until_ready  # noqa: E402
 
 CLIPS = {"short": 2.0, "long": 30.0}  # seconds of audio
 LONG_EVERY = 5  # one request in five is long
 MEMORY_SAMPLE_EVERY_S = 0.25
-
-
-def resident_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
 
 
 def soak(url: str, pid: int, warm_up_s: float, seconds: float, concurrency: int, max_requests: int) -> dict:
@@ -54,7 +47,7 @@ def soak(url: str, pid: int, warm_up_s: float, seconds: float, concurrency: int,
 
     def sample_memory() -> None:
         while time.monotonic() < stop:
-            memory.append((time.monotonic() - start, resident_bytes(pid)))
+            memory.append((time.monotonic() - start, tree_resident_bytes(pid)))
             time.sleep(MEMORY_SAMPLE_EVERY_S)
 
     def client_loop() -> None:

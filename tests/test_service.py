@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -104,7 +105,7 @@ def test_liveness_is_up_while_the_startup_job_runs_and_readiness_waits_for_it(qu
         release.set()
         ready = wait_ready(test_client)
         assert ready["from_cache"] is False
-        assert (ready["decoder"], ready["language_model"]) == ("greedy", None)
+        assert (ready["decoder"], ready["language_model"], ready["search_workers"]) == ("greedy", None, None)
 
 
 def test_native_endpoint_returns_words_inside_the_audio_with_timings(client):
@@ -143,7 +144,10 @@ def test_lexicon_decoding_service_gives_the_offline_beam_search_transcript(quart
     with TestClient(service) as test_client:
         ready = wait_ready(test_client)
         assert (ready["decoder"], ready["language_model"]) == ("lexicon", "english-trigram.arpa.gz")
+        assert ready["search_workers"] == len(os.sched_getaffinity(0))  # QASR_SEARCH_WORKERS=0: one per core
         body = test_client.post("/v1/transcribe", content=wav).json()
+        workers = [worker.process for worker in service.state.service.engine.lexicon._all]
+    assert len(workers) == ready["search_workers"] and all(p.returncode == 0 for p in workers)  # ended at shutdown
     folder = next(p for p in cache.iterdir() if (p / COMPLETE_FILE).exists())
     model = IntegerModel.load(folder)
     features, frames = LogMelFrontEnd.of(model)(samples[None], np.array([len(samples)]))
