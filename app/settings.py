@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
 from pathlib import Path
 
 from pydantic import Field, field_validator
@@ -12,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from app.shapes import PAD_SHAPES
 from quantizer.checkpoint import file_sha256
 from quantizer.lexicon import DECODERS, SHIPPED_LANGUAGE_MODEL, LexiconSettings
+from quantizer.lexicon_workers import worker_count
 from quantizer.runtime import BACKENDS, DEVICES
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -112,7 +112,7 @@ class Settings(BaseSettings):
         process may run on); None when decoding greedily."""
         if self.decoding() != "lexicon":
             return None
-        return self.search_workers or len(os.sched_getaffinity(0))
+        return worker_count(self.search_workers)
 
     def lexicon(self) -> LexiconSettings | None:
         """The lexicon decoder's settings, or None for greedy decoding."""

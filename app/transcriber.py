@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 
 from app.decoding import Word, path_probabilities, path_words
-from app.search_workers import SearchWorkers
 from app.shapes import PAD_SHAPES, ShapeBuckets
 from quantizer.ctc import frame_log_probabilities
 from quantizer.features import LogMelFrontEnd, pad_audio
 from quantizer.integer_model import IntegerModel
 from quantizer.lexicon import LexiconDecoder, LexiconSettings
+from quantizer.lexicon_workers import SearchWorkers
 from quantizer.runtime import Recognizer, logit_scale
 
 

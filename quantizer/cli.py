@@ -13,7 +13,8 @@ from quantizer.checkpoint import CheckpointError, UnsupportedModelError
 from quantizer.cpu import INT8_WEIGHT_TYPES, int8_weight_type
 from quantizer.evaluate import Evaluation, evaluate
 from quantizer.integer_model import IntegerModel
-from quantizer.lexicon import DECODERS, SHIPPED_LANGUAGE_MODEL, LexiconDecoder, LexiconSettings
+from quantizer.lexicon import DECODERS, SHIPPED_LANGUAGE_MODEL, LexiconSettings
+from quantizer.lexicon_workers import SearchError, SearchWorkers, worker_count
 from quantizer.onnx_export import write_backends
 from quantizer.pipeline import WEIGHT_ROUNDINGS, CalibrationSettings, quantize_checkpoint
 from quantizer.quantize import QuantSettings
@@ -170,28 +171,38 @@ def _add_eval(commands) -> None:
         "'' for wordfreq unigrams",
     )
     parser.add_argument("--words", type=int, default=lexicon.words, help="lexicon without an ARPA: most frequent words")
+    parser.add_argument(
+        "--search-workers",
+        type=int,
+        default=0,
+        help="lexicon: worker processes searching side by side (default 0: one per core)",
+    )
 
 
 def _eval(args: argparse.Namespace) -> int:
     backends = args.backend or ["fp32", "integer"]
-    lexicon = None
-    if args.decoder == "lexicon":
-        settings = LexiconSettings(
-            words=args.words,
-            lm_weight=args.lm_weight,
-            word_score=args.word_score,
-            beam=args.beam,
-            token_beam=args.token_beam,
-            beam_threshold=args.beam_threshold,
-            language_model=args.language_model,
-        )
-        lexicon = LexiconDecoder(IntegerModel.load(args.model).labels, settings)
-    results = [
-        evaluate(
-            args.model, args.manifest, b, args.batch, args.threads, device_for(b, args.device), lexicon, args.group_by
-        )
-        for b in backends
-    ]
+    if args.decoder != "lexicon":
+        return _report_eval(args, [_evaluate(args, b, None) for b in backends])
+    settings = LexiconSettings(
+        words=args.words,
+        lm_weight=args.lm_weight,
+        word_score=args.word_score,
+        beam=args.beam,
+        token_beam=args.token_beam,
+        beam_threshold=args.beam_threshold,
+        language_model=args.language_model,
+    )
+    labels = IntegerModel.load(args.model).labels
+    with SearchWorkers(labels, settings, worker_count(args.search_workers)) as lexicon:
+        return _report_eval(args, [_evaluate(args, b, lexicon) for b in backends])
+
+
+def _evaluate(args: argparse.Namespace, backend: str, lexicon: SearchWorkers | None) -> Evaluation:
+    device = device_for(backend, args.device)
+    return evaluate(args.model, args.manifest, backend, args.batch, args.threads, device, lexicon, args.group_by)
+
+
+def _report_eval(args: argparse.Namespace, results: list[Evaluation]) -> int:
     if args.per_utterance:
         for i, audio in enumerate(results[0].audio):
             print(f"{audio.name}\tref\t{results[0].references[i]}")
@@ -236,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return _eval(args) if args.command == "eval" else _quantize(args)
-    except (CheckpointError, UnsupportedModelError, ProviderError, ValueError, FileNotFoundError) as error:
+    except (CheckpointError, UnsupportedModelError, ProviderError, SearchError, ValueError, FileNotFoundError) as error:
         print(f"qasr {args.command}: error: {error}", file=sys.stderr)
         return 2
 

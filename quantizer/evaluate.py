@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from quantizer.ctc import frame_log_probabilities, greedy_text
 from quantizer.features import LogMelFrontEnd, pad_audio
 from quantizer.integer_model import IntegerModel
 from quantizer.lexicon import LexiconDecoder
+from quantizer.lexicon_workers import SearchWorkers
 from quantizer.manifest import Utterance, load_utterance, read_manifest
 from quantizer.runtime import Recognizer, logit_scale
 from quantizer.significance import word_errors
@@ -50,22 +52,31 @@ def transcribe(
     labels: list[str],
     utterances: list[Utterance],
     batch: int,
-    lexicon: LexiconDecoder | None = None,
+    lexicon: LexiconDecoder | SearchWorkers | None = None,
     logit_scale: float = 1.0,
 ) -> list[str]:
     """Transcripts, batched in manifest order (padded batches give what each gives alone): greedy,
-    or by lexicon beam search over the logits (times logit_scale: the integer graph's are codes)."""
-    hypotheses = []
-    for start in range(0, len(utterances), batch):
-        audio = [load_utterance(u) for u in utterances[start : start + batch]]
-        features, frames = front_end(*pad_audio(audio))
-        result = recognizer(features, frames, with_logits=lexicon is not None)
-        for b, length in enumerate(result.lengths):
-            tokens = result.tokens[b]
-            if lexicon is not None:
-                tokens = lexicon.best_path(frame_log_probabilities(result.logits[b, :, :length], logit_scale))
-            hypotheses.append(greedy_text(tokens, length, labels))
-    return hypotheses
+    or by lexicon beam search over the logits (times logit_scale: the integer graph's are codes).
+    Searches run beside the next batches' inference, as many at once as `lexicon` has workers."""
+    searches = lexicon.count if isinstance(lexicon, SearchWorkers) else 1
+    hypotheses: list[str | Future[str]] = []
+    with ThreadPoolExecutor(searches) as pool:
+        for start in range(0, len(utterances), batch):
+            audio = [load_utterance(u) for u in utterances[start : start + batch]]
+            features, frames = front_end(*pad_audio(audio))
+            result = recognizer(features, frames, with_logits=lexicon is not None)
+            for b, length in enumerate(result.lengths):
+                if lexicon is None:
+                    hypotheses.append(greedy_text(result.tokens[b], length, labels))
+                else:
+                    log_probabilities = frame_log_probabilities(result.logits[b, :, :length], logit_scale)
+                    hypotheses.append(pool.submit(_search_text, lexicon, log_probabilities, labels))
+    return [h if isinstance(h, str) else h.result() for h in hypotheses]
+
+
+def _search_text(lexicon: LexiconDecoder | SearchWorkers, log_probabilities: np.ndarray, labels: list[str]) -> str:
+    path = lexicon.best_path(log_probabilities)
+    return greedy_text(path, len(path), labels)
 
 
 def evaluate(
@@ -75,7 +86,7 @@ def evaluate(
     batch: int = 8,
     threads: int = 0,
     device: str = "cpu",
-    lexicon: LexiconDecoder | None = None,
+    lexicon: LexiconDecoder | SearchWorkers | None = None,
     group_by: str | None = None,
 ) -> Evaluation:
     """Transcribe a manifest, or several pooled, with one backend (greedy, or with the lexicon beam

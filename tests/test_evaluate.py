@@ -10,6 +10,7 @@ from quantizer.cli import main
 from quantizer.ctc import greedy_text
 from quantizer.evaluate import Evaluation, evaluate
 from quantizer.lexicon import SHIPPED_LANGUAGE_MODEL, LexiconDecoder, LexiconSettings
+from quantizer.lexicon_workers import SearchWorkers
 from quantizer.manifest import read_manifest
 from quantizer.nemo_configs import ENGLISH_LABELS
 from quantizer.onnx_export import write_backends
@@ -164,6 +165,17 @@ def test_eval_cli_lexicon_decoding_spells_only_lexicon_words(tone_model, capsys,
     lexicon = set(LexiconDecoder(ENGLISH_LABELS, settings).words)
     assert (len(lexicon) > 20_001) == bool(language_model)  # the ARPA's 97,724 words, or wordfreq's top 20,000
     assert len(hypotheses) == 8 and all(set(h.split()) <= lexicon for h in hypotheses)
+
+
+def test_searches_in_worker_processes_give_the_in_process_transcripts(tone_model):
+    """Evaluation hands searches to workers while the next batch runs: same transcripts, same order."""
+    model_dir, manifest = tone_model
+    settings = LexiconSettings(language_model=str(SHIPPED_LANGUAGE_MODEL), word_score=20.0, beam=50)
+    in_process = evaluate(model_dir, manifest, "integer", batch=3, lexicon=LexiconDecoder(ENGLISH_LABELS, settings))
+    with SearchWorkers(ENGLISH_LABELS, settings, 2) as workers:
+        in_workers = evaluate(model_dir, manifest, "integer", batch=3, lexicon=workers)
+    assert sum(bool(h) for h in in_process.hypotheses) >= 4  # the word score makes the tones spell words
+    assert in_workers.hypotheses == in_process.hypotheses
 
 
 def test_eval_cli_names_a_language_model_it_cannot_use(tone_model, tmp_path, capsys):

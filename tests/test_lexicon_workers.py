@@ -1,5 +1,5 @@
 """Lexicon searches in worker processes: the in-process decoder's paths, from many threads, and a
-service that outlives a worker's death."""
+pool that outlives a worker's death, and no worker that outlives its pool's owner."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.search_workers import SearchError, SearchWorkers
 from quantizer.ctc import log_softmax
 from quantizer.lexicon import SHIPPED_LANGUAGE_MODEL, LexiconDecoder, LexiconSettings
+from quantizer.lexicon_workers import SearchError, SearchWorkers
 from quantizer.nemo_configs import ENGLISH_LABELS
 
 CLASSES = len(ENGLISH_LABELS) + 1
@@ -109,7 +109,7 @@ def test_workers_end_when_the_service_that_started_them_is_killed(tmp_path):
     """A service killed outright closes its end of the pipes; its workers see that and exit."""
     script = (
         "import sys\n"
-        "from app.search_workers import SearchWorkers\n"
+        "from quantizer.lexicon_workers import SearchWorkers\n"
         "from quantizer.lexicon import LexiconSettings\n"
         "from quantizer.nemo_configs import ENGLISH_LABELS\n"
         "pool = SearchWorkers(ENGLISH_LABELS, LexiconSettings(words=2000), 2)\n"

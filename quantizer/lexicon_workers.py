@@ -1,10 +1,10 @@
-"""Lexicon beam searches in worker processes, so that concurrent requests use every core.
+"""Lexicon beam searches in worker processes, so that concurrent searches use every core.
 
 The search is C++ (flashlight) but calls back into a Python language model for every word, so it
 holds the GIL: threads run one search at a time. Each worker here is a separate Python process
-(`python -m app.search_workers`) with its own `LexiconDecoder`; a request borrows an idle one.
-Workers read requests from stdin and answer on stdout, and end when stdin closes, so none outlives
-the service, even one killed outright.
+(`python -m quantizer.lexicon_workers`) with its own `LexiconDecoder`; a search borrows an idle
+one. Workers read requests from stdin and answer on stdout, and end when stdin closes, so none
+outlives the process that started them, even one killed outright.
 
 Frames on the pipes, all little-endian:
   request   uint32 frames, uint32 classes, float32 log-probabilities [frames, classes]
@@ -28,11 +28,16 @@ import numpy as np
 
 from quantizer.lexicon import LexiconDecoder, LexiconSettings
 
-log = logging.getLogger("qasr.search")
+log = logging.getLogger("qasr.lexicon_workers")
 
 REQUEST = struct.Struct("<II")
 ANSWER = struct.Struct("<i")
 CLOSE_TIMEOUT_S = 5.0
+
+
+def worker_count(requested: int) -> int:
+    """`requested` workers, or with 0 one per core this process may run on (its CPU affinity)."""
+    return requested or len(os.sched_getaffinity(0))
 
 
 class SearchError(RuntimeError):
@@ -119,8 +124,8 @@ class SearchWorkers:
     def __init__(self, labels: list[str], settings: LexiconSettings, count: int):
         if count < 1:
             raise ValueError(f"search workers: need at least 1, got {count}")
-        self.classes = len(labels) + 1
-        self._command = [sys.executable, "-m", "app.search_workers", json.dumps([labels, asdict(settings)])]
+        self.classes, self.count = len(labels) + 1, count
+        self._command = [sys.executable, "-m", "quantizer.lexicon_workers", json.dumps([labels, asdict(settings)])]
         self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
         self._all: list[_Worker] = []
         self._closed = False
@@ -166,6 +171,12 @@ class SearchWorkers:
         for worker in self._all:
             worker.close()
         self._all.clear()
+
+    def __enter__(self) -> SearchWorkers:
+        return self
+
+    def __exit__(self, *exception) -> None:
+        self.close()
 
 
 if __name__ == "__main__":
