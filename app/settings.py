@@ -17,13 +17,16 @@ from quantizer.runtime import BACKENDS, DEVICES
 REPOSITORY = Path(__file__).resolve().parent.parent
 SHIPPED_MODEL = REPOSITORY / "models" / "qasr-en-quartznet5x5.nemo"
 SHIPPED_MODEL_SHA256 = "8d9bf5cfd4cf2776291a7a6639b0b23c1ce75426836ef0d5e6eb987083198330"
+SHIPPED_MODEL_BYTES = 6_307_840  # compared first, so that no other checkpoint is read to be told apart
 SERVICE_DECODERS = ("auto", *DECODERS)
 
 
 @functools.cache
 def is_shipped_model(path: Path) -> bool:
     """Whether a checkpoint is the shipped model, by content: the container image serves a copy."""
-    return path.is_file() and file_sha256(path) == SHIPPED_MODEL_SHA256
+    if not path.is_file() or path.stat().st_size != SHIPPED_MODEL_BYTES:
+        return False
+    return file_sha256(path) == SHIPPED_MODEL_SHA256
 
 
 class Settings(BaseSettings):

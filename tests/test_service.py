@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 
 import app.api
 import app.model_store
+import app.settings
 from app.api import create_app
 from app.model_store import COMPLETE_FILE, cache_key
 from app.settings import Settings
@@ -379,7 +380,7 @@ def test_concurrent_requests_share_batches(client):
     assert max(size for r in results for size in r.json()["batch_sizes"]) > 1
 
 
-def test_auto_decoding_is_the_lexicon_search_for_the_shipped_model_only(tmp_path, quartznet_nemo):
+def test_auto_decoding_is_the_lexicon_search_for_the_shipped_model_only(tmp_path, quartznet_nemo, monkeypatch):
     from app.settings import SHIPPED_MODEL
 
     shipped = Settings(model_path=SHIPPED_MODEL)
@@ -392,6 +393,10 @@ def test_auto_decoding_is_the_lexicon_search_for_the_shipped_model_only(tmp_path
     assert Settings(model_path=copy).decoding() == "lexicon"
     assert Settings(model_path=SHIPPED_MODEL, decoder="greedy").decoding() == "greedy"
     assert Settings(model_path=quartznet_nemo, decoder="lexicon").decoding() == "lexicon"
+    padded = tmp_path / "padded.nemo"  # one byte more: another model, told apart without hashing it
+    padded.write_bytes(SHIPPED_MODEL.read_bytes() + b"\0")
+    monkeypatch.setattr(app.settings, "file_sha256", lambda path: pytest.fail(f"{path} was hashed"))
+    assert Settings(model_path=padded).decoding() == "greedy"
     missing_lm = Settings(model_path=SHIPPED_MODEL, language_model=str(tmp_path / "none.arpa"))
     with pytest.raises(ValueError, match="QASR_LANGUAGE_MODEL"):
         missing_lm.check()
