@@ -27,7 +27,7 @@ from quantizer.manifest import load_audio, read_manifest
 from quantizer.runtime import Recognizer, logit_scale
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from soak import resident_bytes  # noqa: E402
+from service_load import tree_resident_bytes  # noqa: E402
 
 
 def main() -> None:
@@ -53,9 +53,9 @@ def main() -> None:
         ),
     }
     for name, settings in searches.items():
-        rss, start = resident_bytes(os.getpid()), time.perf_counter()
+        rss, start = tree_resident_bytes(os.getpid()), time.perf_counter()
         decoders[name] = LexiconDecoder(model.labels, settings)
-        added_mb = (resident_bytes(os.getpid()) - rss) / 2**20
+        added_mb = (tree_resident_bytes(os.getpid()) - rss) / 2**20
         built.append(f"{name} in {time.perf_counter() - start:.1f} s, +{added_mb:.0f} MB")
     seconds = {"model": 0.0, "greedy": 0.0} | dict.fromkeys(decoders, 0.0)
     audio_s = 0.0

@@ -23,6 +23,7 @@ import numpy as np
 from flashlight.lib.text import decoder as flashlight
 from flashlight.lib.text.decoder.kenlm import KenLM
 from flashlight.lib.text.dictionary import Dictionary
+from numpy.lib.stride_tricks import sliding_window_view
 
 DECODERS = ("greedy", "lexicon")
 UNKNOWN = "<unk>"
@@ -42,6 +43,9 @@ class LexiconSettings:
     token_beam: int = 10  # most likely classes each hypothesis may extend by, per frame
     beam_threshold: float = 15.0  # hypotheses this far (log-probability) below the best are dropped
     language_model: str = ""  # ARPA n-gram file (.arpa or .arpa.gz); "": wordfreq unigrams
+    # A search keeps every frame's hypotheses until it ends (about 130 MB per minute of audio at
+    # beam 400), so longer inputs are searched in pieces cut at pauses (see pause_cuts):
+    max_frames: int = 1500  # longest piece searched at once (30 s at the models' 20 ms frames)
 
 
 def english_unigrams(labels: list[str], count: int) -> tuple[list[str], np.ndarray]:
@@ -94,6 +98,45 @@ def arpa_unigrams(path: str | Path, labels: list[str]) -> tuple[list[str], np.nd
     if not words:
         raise ValueError(f"{path}: no 1-grams that the model's labels can spell")
     return words, np.array(log10_probabilities, np.float32) * np.float32(math.log(10))
+
+
+PAUSE_FRAMES = 8  # a cut's neighbours on each side that must look like silence too
+
+
+def pause_cuts(log_probabilities: np.ndarray, blank: int, space: int, longest: int) -> list[int]:
+    """Frames [T', classes] -> where to cut them into pieces of at most `longest` frames: in the last
+    three quarters of each piece's span, the frame whose surroundings (PAUSE_FRAMES either side) are
+    most surely silence (blank or space), the latest of equals, so that a cut falls between words,
+    not inside one, and pieces stay long."""
+    frames = len(log_probabilities)
+    if frames <= longest:
+        return []
+    silence = np.logaddexp(log_probabilities[:, blank], log_probabilities[:, space])  # [T']
+    edge = np.full(PAUSE_FRAMES, silence.min())
+    padded = np.concatenate([edge, silence, edge])
+    surroundings = sliding_window_view(padded, 2 * PAUSE_FRAMES + 1).min(axis=1)  # [T']: least silent neighbour
+    cuts, start = [], 0
+    while frames - start > longest:
+        first, last = start + max(longest // 4, 1), start + longest
+        start = last - int(np.argmax(surroundings[first : last + 1][::-1]))
+        cuts.append(start)
+    return cuts
+
+
+def pieces_at_pauses(log_probabilities: np.ndarray, blank: int, space: int, longest: int) -> list[np.ndarray]:
+    """[T', classes] -> consecutive pieces of at most `longest` frames, cut at pauses (one piece if short)."""
+    return np.split(log_probabilities, pause_cuts(log_probabilities, blank, space, longest))
+
+
+def joined_paths(paths: list[np.ndarray], blank: int, space: int) -> np.ndarray:
+    """The pieces' paths [T'_i] -> one path [sum T'_i]. Each piece's last word ended with its search,
+    so where pieces meet, a blank becomes a space to keep that word apart from the next piece's first."""
+    path = np.concatenate(paths)
+    for cut in np.cumsum([len(p) for p in paths[:-1]]):
+        at = cut if path[cut] == blank else cut - 1
+        if path[at] == blank:
+            path[at] = space
+    return path
 
 
 class _Unigram(flashlight.LM):
@@ -202,6 +245,12 @@ class LexiconDecoder:
             raise ValueError(f"expected {len(self.labels) + 1} classes per frame, got {classes}")
         if frames == 0:
             return np.zeros(0, np.int64)
+        pieces = pieces_at_pauses(log_probabilities, self.blank, self.space, self.settings.max_frames)
+        return joined_paths([self._search(piece) for piece in pieces], self.blank, self.space)
+
+    def _search(self, log_probabilities: np.ndarray) -> np.ndarray:
+        """One search over [T' >= 1, classes] -> its path [T']."""
+        frames, classes = log_probabilities.shape
         # The models' transcripts end without a space, but a word only ends in the lexicon's trie
         # at a space: a last frame that certainly emits one lets the final word end at no cost.
         word_end = np.full((1, classes), IMPOSSIBLE, np.float32)

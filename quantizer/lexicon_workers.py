@@ -21,12 +21,13 @@ import queue
 import struct
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from typing import BinaryIO
 
 import numpy as np
 
-from quantizer.lexicon import LexiconDecoder, LexiconSettings
+from quantizer.lexicon import LexiconDecoder, LexiconSettings, joined_paths, pieces_at_pauses
 
 log = logging.getLogger("qasr.lexicon_workers")
 
@@ -124,7 +125,9 @@ class SearchWorkers:
     def __init__(self, labels: list[str], settings: LexiconSettings, count: int):
         if count < 1:
             raise ValueError(f"search workers: need at least 1, got {count}")
-        self.classes, self.count = len(labels) + 1, count
+        self.classes, self.count, self.longest = len(labels) + 1, count, settings.max_frames
+        self.blank, self.space = len(labels), labels.index(" ") if " " in labels else -1  # no space: workers refuse
+        self._pieces = ThreadPoolExecutor(count, thread_name_prefix="lexicon-piece")  # a long input's pieces
         self._command = [sys.executable, "-m", "quantizer.lexicon_workers", json.dumps([labels, asdict(settings)])]
         self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
         self._all: list[_Worker] = []
@@ -145,9 +148,16 @@ class SearchWorkers:
         return worker
 
     def best_path(self, log_probabilities: np.ndarray) -> np.ndarray:
-        """log_probabilities float [T', classes] -> the best lexicon-constrained CTC path, int64 [T']."""
+        """log_probabilities float [T', classes] -> the best lexicon-constrained CTC path, int64 [T'].
+        A long input's pieces (LexiconDecoder.best_path) go to several workers at once."""
         if log_probabilities.ndim != 2 or log_probabilities.shape[1] != self.classes:
             raise ValueError(f"expected [frames, {self.classes}] log-probabilities, got {log_probabilities.shape}")
+        pieces = pieces_at_pauses(log_probabilities, self.blank, self.space, self.longest)
+        if len(pieces) == 1:
+            return self._search(log_probabilities)
+        return joined_paths(list(self._pieces.map(self._search, pieces)), self.blank, self.space)
+
+    def _search(self, log_probabilities: np.ndarray) -> np.ndarray:
         worker = self._idle.get()
         try:
             path = worker.search(log_probabilities)
@@ -168,6 +178,7 @@ class SearchWorkers:
     def close(self) -> None:
         """End every worker: each sees its stdin close and exits."""
         self._closed = True
+        self._pieces.shutdown(wait=False, cancel_futures=True)
         for worker in self._all:
             worker.close()
         self._all.clear()

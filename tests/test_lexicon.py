@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from quantizer.ctc import greedy_text, log_softmax
-from quantizer.lexicon import LexiconDecoder, LexiconSettings, english_unigrams
+from quantizer.lexicon import LexiconDecoder, LexiconSettings, english_unigrams, joined_paths, pause_cuts
 from quantizer.nemo_configs import ENGLISH_LABELS
 
 BLANK = len(ENGLISH_LABELS)
@@ -95,6 +95,47 @@ def test_no_frames_give_no_path_and_wrong_class_counts_are_refused(decoder):
 
 def test_too_few_frames_for_any_word_give_silence(decoder):
     assert text_of(decoder, frames_spelling({"-": LIKELY})) == ""
+
+
+def spoken_with_pauses(*phrases: str, pause: int = 30, gap: int = 2) -> np.ndarray:
+    """Phrases spelt one confident frame per character, words `gap` blank frames apart, phrases `pause`
+    blank frames apart: a letter every other frame or so, silence only between phrases."""
+    frames = []
+    for i, phrase in enumerate(phrases):
+        if i:
+            frames += [{"-": LIKELY}] * pause
+        for j, word in enumerate(phrase.split()):
+            frames += ([{" ": LIKELY}] + [{"-": LIKELY}] * (gap - 1) if j else []) + spell(word)[:-1]
+    return frames_spelling(*frames)
+
+
+def test_a_long_input_is_cut_at_its_pauses_into_pieces_no_longer_than_the_limit():
+    frames = spoken_with_pauses("good morning", "the house", "water and bread", "thank you")
+    silent = frames.argmax(1) == BLANK
+    cuts = pause_cuts(frames, BLANK, ENGLISH_LABELS.index(" "), 40)
+    edges = [0, *cuts, len(frames)]
+    assert cuts and all(0 < b - a <= 40 for a, b in zip(edges, edges[1:], strict=False))
+    assert all(silent[cut - 8 : cut + 9].all() for cut in cuts)  # inside a pause, not a word
+    assert pause_cuts(frames, BLANK, ENGLISH_LABELS.index(" "), len(frames)) == []
+
+
+def test_a_search_in_pieces_gives_the_words_of_one_search():
+    """Each piece ends its last word; where pieces meet the words stay apart."""
+    frames = spoken_with_pauses("good morning", "the house", "water and bread", "thank you")
+    whole = LexiconDecoder(ENGLISH_LABELS, LexiconSettings(words=20_000))
+    pieces = LexiconDecoder(ENGLISH_LABELS, LexiconSettings(words=20_000, max_frames=40))
+    assert len(pause_cuts(frames, BLANK, ENGLISH_LABELS.index(" "), 40)) >= 3
+    assert text_of(pieces, frames) == text_of(whole, frames) == "good morning the house water and bread thank you"
+
+
+def test_paths_of_pieces_join_with_a_space_where_a_blank_meets_the_next_word():
+    space = ENGLISH_LABELS.index(" ")
+    t, o = ENGLISH_LABELS.index("t"), ENGLISH_LABELS.index("o")
+    joined = joined_paths([np.array([t, o, BLANK]), np.array([BLANK, t, o])], BLANK, space)
+    assert joined.tolist() == [t, o, BLANK, space, t, o]
+    assert greedy_text(joined, len(joined), ENGLISH_LABELS) == "to to"
+    ends_in_letter = joined_paths([np.array([t, o]), np.array([BLANK, o])], BLANK, space)
+    assert greedy_text(ends_in_letter, 4, ENGLISH_LABELS) == "to o"
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@ pool that outlives a worker's death, and no worker that outlives its pool's owne
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 
 from quantizer.ctc import log_softmax
-from quantizer.lexicon import SHIPPED_LANGUAGE_MODEL, LexiconDecoder, LexiconSettings
+from quantizer.lexicon import SHIPPED_LANGUAGE_MODEL, LexiconDecoder, LexiconSettings, pieces_at_pauses
 from quantizer.lexicon_workers import SearchError, SearchWorkers
 from quantizer.nemo_configs import ENGLISH_LABELS
 
@@ -52,6 +53,16 @@ def test_workers_find_the_in_process_paths_from_many_threads_at_once(workers, in
     for path, want in zip(found, expected * 2, strict=True):
         assert path.dtype == np.int64
         np.testing.assert_array_equal(path, want)
+
+
+def test_a_long_input_is_searched_in_pieces_on_several_workers_with_the_in_process_result():
+    settings = dataclasses.replace(SETTINGS, max_frames=60)
+    frames = random_frames(5, 400)
+    assert len(pieces_at_pauses(frames, len(ENGLISH_LABELS), ENGLISH_LABELS.index(" "), 60)) >= 7
+    with SearchWorkers(ENGLISH_LABELS, settings, 2) as pool:
+        np.testing.assert_array_equal(
+            pool.best_path(frames), LexiconDecoder(ENGLISH_LABELS, settings).best_path(frames)
+        )
 
 
 def test_a_wrong_shape_is_refused_before_it_reaches_a_worker(workers):
