@@ -43,7 +43,7 @@ class LexiconSettings:
     token_beam: int = 10  # most likely classes each hypothesis may extend by, per frame
     beam_threshold: float = 15.0  # hypotheses this far (log-probability) below the best are dropped
     language_model: str = ""  # ARPA n-gram file (.arpa or .arpa.gz); "": wordfreq unigrams
-    # A search keeps every frame's hypotheses until it ends (about 130 MB per minute of audio at
+    # A search keeps every frame's hypotheses until it ends (about 100 MB per minute of audio at
     # beam 400), so longer inputs are searched in pieces cut at pauses (see pause_cuts):
     max_frames: int = 1500  # longest piece searched at once (30 s at the models' 20 ms frames)
 
@@ -133,6 +133,8 @@ def joined_paths(paths: list[np.ndarray], blank: int, space: int) -> np.ndarray:
     so where pieces meet, a blank becomes a space to keep that word apart from the next piece's first."""
     path = np.concatenate(paths)
     for cut in np.cumsum([len(p) for p in paths[:-1]]):
+        if space in path[cut - 1 : cut + 1]:
+            continue  # already apart
         at = cut if path[cut] == blank else cut - 1
         if path[at] == blank:
             path[at] = space

@@ -136,6 +136,8 @@ def test_paths_of_pieces_join_with_a_space_where_a_blank_meets_the_next_word():
     assert greedy_text(joined, len(joined), ENGLISH_LABELS) == "to to"
     ends_in_letter = joined_paths([np.array([t, o]), np.array([BLANK, o])], BLANK, space)
     assert greedy_text(ends_in_letter, 4, ENGLISH_LABELS) == "to o"
+    apart = joined_paths([np.array([t, o, space]), np.array([BLANK, o])], BLANK, space)
+    assert apart.tolist() == [t, o, space, BLANK, o]  # a space already there: nothing to change
 
 
 @pytest.fixture(scope="module")
