@@ -37,8 +37,11 @@ CLOSE_TIMEOUT_S = 5.0
 
 
 def worker_count(requested: int) -> int:
-    """`requested` workers, or with 0 one per core this process may run on (its CPU affinity)."""
-    return requested or len(os.sched_getaffinity(0))
+    """`requested` workers, or with 0 one per core this process may run on (its CPU affinity where
+    the system has one, as Linux does; otherwise every core)."""
+    if requested:
+        return requested
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 class SearchError(RuntimeError):
