@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -160,6 +161,24 @@ def test_lexicon_decoding_service_gives_the_offline_beam_search_transcript(quart
     assert body["text"]  # the word score makes the toy model's frames spell some words
     assert body["text"] == " ".join(greedy_text(path, valid, model.labels).split())
     assert [w["word"] for w in body["words"]] == body["text"].split()
+
+
+def test_a_search_worker_that_dies_fails_one_request_and_the_service_goes_on(quartznet_nemo, cache):
+    wav = encode(speechlike(3.0, seed=3))
+    settings = settings_for(quartznet_nemo, cache, decoder="lexicon", word_score=20.0, search_workers=1)
+    service = create_app(settings, exit_on_failure=False)
+    with TestClient(service, raise_server_exceptions=False) as test_client:  # the 500 a client sees
+        wait_ready(test_client)
+        first = test_client.post("/v1/transcribe", content=wav).json()["text"]
+        (worker,) = test_client.app.state.service.engine.lexicon._all
+        os.kill(worker.process.pid, signal.SIGKILL)
+        worker.process.wait()
+        failed = test_client.post("/v1/transcribe", content=wav, headers={"x-request-id": "dead-worker"})
+        assert failed.status_code == 500
+        assert failed.json()["error"]["request_id"] == "dead-worker"
+        assert test_client.get("/health/ready").status_code == 200
+        again = test_client.post("/v1/transcribe", content=wav)
+        assert again.status_code == 200 and again.json()["text"] == first
 
 
 def test_padded_shapes_give_the_frames_of_unpadded_batches(client, cache, monkeypatch):
