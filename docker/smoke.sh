@@ -53,6 +53,9 @@ reply=$(curl -sf -F "file=@$clip" http://127.0.0.1:8000/v1/transcribe)
 echo "transcribed: $reply" | cut -c1-300
 python3 -c 'import json, sys; body = json.loads(sys.argv[1]); assert body["duration"] > 1 and "words" in body' "$reply"
 python3 -c 'import json, sys; assert json.loads(sys.argv[1])["decoder"] == "lexicon"' "$reply"  # auto, shipped model
+ready=$(curl -sf http://127.0.0.1:8000/health/ready)
+echo "ready: $ready"
+python3 -c 'import json, sys; assert json.loads(sys.argv[1])["search_workers"] >= 1' "$ready"  # one per core
 openai=$(curl -sf -F "file=@$clip" -F model=whisper-1 -F response_format=text http://127.0.0.1:8000/v1/audio/transcriptions)
 echo "openai-compatible (text): $openai"
 
