@@ -30,6 +30,7 @@ from app.metrics import Metrics
 from app.model_store import PreparedModel, prepare_model
 from app.settings import Settings
 from app.transcriber import Engine, Timings, decode, plan_windows
+from quantizer.lexicon_workers import SearchWorkers
 from quantizer.synthetic import SyntheticSettings
 
 log = logging.getLogger("qasr.api")
@@ -127,6 +128,8 @@ def load_model(state: ServiceState) -> None:
     if state.engine.buckets is not None:
         log.info("%d input shapes warmed up in %.1f s", len(state.engine.buckets.shapes()), state.engine.warmup_s)
     state.metrics.record_report(state.prepared.report, state.prepared.quantize_seconds)
+    if isinstance(state.engine.lexicon, SearchWorkers):
+        state.metrics.track_search_workers(state.engine.lexicon.count, lambda: state.engine.lexicon.busy)
     state.phase = "ready"
     state.metrics.ready.set(1)
     workers = s.search_worker_count()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)  # seconds
@@ -35,6 +37,13 @@ class Metrics:
         self.ready = Gauge("qasr_ready", "1 when the model is loaded and serving", registry=r)
         self.quantize_seconds = Gauge("qasr_quantize_seconds", "Startup quantization time (0: from cache)", registry=r)
         self.model_info = Gauge("qasr_quantization", "Quantization report summary", ["field"], registry=r)
+        self.search_workers = Gauge("qasr_search_workers", "Lexicon search worker processes (0: greedy)", registry=r)
+        self.search_workers_busy = Gauge("qasr_search_workers_busy", "Lexicon search workers searching now", registry=r)
+
+    def track_search_workers(self, count: int, busy: Callable[[], float]) -> None:
+        """The search workers' count, and `busy()` read at every scrape."""
+        self.search_workers.set(count)
+        self.search_workers_busy.set_function(busy)
 
     def record_report(self, report: dict, quantize_seconds: float) -> None:
         self.quantize_seconds.set(quantize_seconds)

@@ -145,6 +145,11 @@ class SearchWorkers:
         for worker in starting:
             self._idle.put(worker)
 
+    @property
+    def busy(self) -> int:
+        """Workers searching now (approximate while one is being replaced)."""
+        return self.count - self._idle.qsize()
+
     def _start(self) -> _Worker:
         worker = _Worker(self._command)
         self._all.append(worker)

@@ -75,9 +75,11 @@ def test_a_search_that_fails_in_a_worker_is_an_error_and_the_worker_lives_on():
     pool = SearchWorkers(ENGLISH_LABELS, SETTINGS, 1)
     try:
         worker = pool._idle.get()
+        assert pool.busy == 1
         with pytest.raises(SearchError, match="expected 29 classes per frame, got 3"):
             worker.search(np.zeros((4, 3), np.float32))  # past the shape check: the worker's own error
         pool._idle.put(worker)
+        assert pool.busy == 0
         assert pool.best_path(random_frames(1, 30)).shape == (30,)
     finally:
         pool.close()

@@ -148,6 +148,9 @@ def test_lexicon_decoding_service_gives_the_offline_beam_search_transcript(quart
         assert (ready["decoder"], ready["language_model"]) == ("lexicon", "english-trigram.arpa.gz")
         assert ready["search_workers"] == len(os.sched_getaffinity(0))  # QASR_SEARCH_WORKERS=0: one per core
         body = test_client.post("/v1/transcribe", content=wav).json()
+        metrics = test_client.get("/metrics").text
+        assert f"qasr_search_workers {float(ready['search_workers'])}" in metrics
+        assert "qasr_search_workers_busy 0.0" in metrics  # the one request is done
         workers = [worker.process for worker in service.state.service.engine.lexicon._all]
     assert len(workers) == ready["search_workers"] and all(p.returncode == 0 for p in workers)  # ended at shutdown
     folder = next(p for p in cache.iterdir() if (p / COMPLETE_FILE).exists())
