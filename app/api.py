@@ -30,7 +30,6 @@ from app.metrics import Metrics
 from app.model_store import PreparedModel, prepare_model
 from app.settings import Settings
 from app.transcriber import Engine, Timings, decode, plan_windows
-from quantizer.lexicon_workers import SearchWorkers
 from quantizer.synthetic import SyntheticSettings
 
 log = logging.getLogger("qasr.api")
@@ -114,6 +113,7 @@ def load_model(state: ServiceState) -> None:
     )
     state.prepared = prepare_model(s.model_path, s.cache_dir, synthetic)
     log.info("opening the %s session", s.backend)
+    workers = s.search_worker_count()
     state.engine = Engine(
         state.prepared.folder,
         s.backend,
@@ -123,16 +123,15 @@ def load_model(state: ServiceState) -> None:
         max_batch=s.max_batch_size,
         pad_shapes=s.pad_shapes,
         lexicon=s.lexicon(),
-        search_workers=s.search_worker_count(),
+        search_workers=workers,
     )
     if state.engine.buckets is not None:
         log.info("%d input shapes warmed up in %.1f s", len(state.engine.buckets.shapes()), state.engine.warmup_s)
     state.metrics.record_report(state.prepared.report, state.prepared.quantize_seconds)
-    if isinstance(state.engine.lexicon, SearchWorkers):
-        state.metrics.track_search_workers(state.engine.lexicon.count, lambda: state.engine.lexicon.busy)
+    if workers:
+        state.metrics.track_search_workers(workers, lambda: state.engine.lexicon.busy)
     state.phase = "ready"
     state.metrics.ready.set(1)
-    workers = s.search_worker_count()
     searches = f", lexicon searches in {workers} worker processes" if workers else ""
     log.info("ready: %s on %s%s", s.backend, state.engine.recognizer.provider, searches)
 
