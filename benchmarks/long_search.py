@@ -14,6 +14,7 @@ resident set during each (Linux's VmHWM, reset before each; for workers, the lar
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -28,21 +29,10 @@ from quantizer.lexicon_workers import SearchWorkers
 from quantizer.manifest import load_audio, read_manifest
 from quantizer.runtime import Recognizer, logit_scale
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from service_load import status_kib  # noqa: E402
+
 FRAMES_PER_MINUTE = 3000  # 20 ms output frames
-
-
-def peak_kib(pid: int | str = "self") -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmHWM")
-
-
-def current_kib(pid: int | str = "self") -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
 
 
 def reset_peak(pid: int | str = "self") -> None:
@@ -83,20 +73,20 @@ def main() -> None:
     for name, longest in (("pieces of <= 30 s", settings.max_frames), ("one search", len(log_probabilities))):
         decoder = LexiconDecoder(labels, LexiconSettings(language_model=args.language_model, max_frames=longest))
         reset_peak()
-        before, start = current_kib(), time.perf_counter()
+        before, start = status_kib("self", "VmRSS"), time.perf_counter()
         paths[name] = decoder.best_path(log_probabilities)
-        rows.append((name, time.perf_counter() - start, (peak_kib() - before) / 1024))
+        rows.append((name, time.perf_counter() - start, (status_kib("self", "VmHWM") - before) / 1024))
     with SearchWorkers(labels, settings, args.workers) as workers:
         pids = [worker.process.pid for worker in workers._all]
         before = {}
         for pid in pids:
             reset_peak(pid)
-            before[pid] = current_kib(pid)
+            before[pid] = status_kib(pid, "VmRSS")
         start = time.perf_counter()
         name = f"pieces over {args.workers} workers"
         paths[name] = workers.best_path(log_probabilities)
         elapsed = time.perf_counter() - start
-        rows.append((name, elapsed, max(peak_kib(pid) - before[pid] for pid in pids) / 1024))
+        rows.append((name, elapsed, max(status_kib(pid, "VmHWM") - before[pid] for pid in pids) / 1024))
     print(f"one input of {minutes:.1f} min ({len(log_probabilities)} frames), beam {settings.beam}")
     print("| search | seconds | x one search's speed | peak memory growth, MB | WER % |")
     print("| --- | --- | --- | --- | --- |")

@@ -45,17 +45,22 @@ def clip(seconds: float) -> bytes:
     return buffer.getvalue()
 
 
+def status_kib(pid: int | str, field: str) -> int:
+    """A kB field of /proc/PID/status (VmRSS: resident now, VmHWM: its peak)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} for process {pid}")
+
+
 def tree_resident_bytes(pid: int) -> int:
     """Resident memory of a process and all its descendants (the service's search workers), bytes."""
-    total = 0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            total += int(line.split()[1]) * 1024
+    total = status_kib(pid, "VmRSS") * 1024
     for task in Path(f"/proc/{pid}/task").iterdir():
         for child in (task / "children").read_text().split():
             try:
                 total += tree_resident_bytes(int(child))
-            except FileNotFoundError:  # it ended while being read
+            except (FileNotFoundError, RuntimeError):  # it ended while being read, or is a zombie (no VmRSS)
                 pass
     return total
 
