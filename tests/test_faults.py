@@ -45,6 +45,13 @@ def test_a_bad_pad_shapes_setting_stops_serve_naming_the_variable(tmp_path, quar
     assert "QASR_PAD_SHAPES='sometimes': choose one of auto, on, off" in capsys.readouterr().err
 
 
+def test_a_negative_search_worker_count_stops_serve_naming_the_setting(tmp_path, quartznet_nemo, capsys, monkeypatch):
+    monkeypatch.setenv("QASR_SEARCH_WORKERS", "-1")
+    assert main(["serve", "--model", str(quartznet_nemo), "--cache-dir", str(tmp_path / "cache")]) == 2
+    error = capsys.readouterr().err
+    assert "search_workers" in error and "greater than or equal to 0" in error
+
+
 def test_an_unknown_decoder_stops_serve_naming_the_variable(tmp_path, quartznet_nemo, capsys):
     arguments = ["serve", "--model", str(quartznet_nemo), "--cache-dir", str(tmp_path / "cache"), "--decoder", "beam"]
     assert main(arguments) == 2
