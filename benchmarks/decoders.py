@@ -8,7 +8,7 @@ decoder reads the same log-probabilities: greedy, the lexicon search with wordfr
 lexicon search with an ARPA n-gram (default: the shipped trigram), and the same n-gram with the
 narrower search that was the default until session 24 (beam 50, every class, threshold 25). The
 table gives seconds per audio second (the real-time factor) of the model and of each decoder, summed
-over the utterances; building each lexicon is timed once, with the resident memory it added.
+over the utterances; building each lexicon is timed once, with the memory it added (proportional set size).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from quantizer.manifest import load_audio, read_manifest
 from quantizer.runtime import Recognizer, logit_scale
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from service_load import tree_resident_bytes  # noqa: E402
+from service_load import tree_memory_bytes  # noqa: E402
 
 
 def main() -> None:
@@ -53,9 +53,9 @@ def main() -> None:
         ),
     }
     for name, settings in searches.items():
-        rss, start = tree_resident_bytes(os.getpid()), time.perf_counter()
+        rss, start = tree_memory_bytes(os.getpid()), time.perf_counter()
         decoders[name] = LexiconDecoder(model.labels, settings)
-        added_mb = (tree_resident_bytes(os.getpid()) - rss) / 2**20
+        added_mb = (tree_memory_bytes(os.getpid()) - rss) / 2**20
         built.append(f"{name} in {time.perf_counter() - start:.1f} s, +{added_mb:.0f} MB")
     seconds = {"model": 0.0, "greedy": 0.0} | dict.fromkeys(decoders, 0.0)
     audio_s = 0.0

@@ -77,7 +77,7 @@ def main() -> None:
         paths[name] = decoder.best_path(log_probabilities)
         rows.append((name, time.perf_counter() - start, (status_kib("self", "VmHWM") - before) / 1024))
     with SearchWorkers(labels, settings, args.workers) as workers:
-        pids = [worker.process.pid for worker in workers._all]
+        pids = [worker.pid for worker in workers._all]
         before = {}
         for pid in pids:
             reset_peak(pid)

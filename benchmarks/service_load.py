@@ -9,9 +9,9 @@ With --start the script launches `qasr serve` itself (cache in --work) and stops
 without --model it serves the QuartzNet-15x5 architecture (random weights: speed does not depend on
 what the weights learned). Each level sends --requests uploads of one --seconds clip (speech-like
 audio made here) from `concurrency` client threads and prints p50/p95 latency per request and the
-throughput as audio seconds per wall second ("x real time"); with --start also the resident
-memory of the server and its search workers after the run, and each server's throughput relative
-to the first one's.
+throughput as audio seconds per wall second ("x real time"); with --start also the memory of the
+server and its search workers after the run (proportional set sizes, so shared pages count once),
+and each server's throughput relative to the first one's.
 """
 
 from __future__ import annotations
@@ -53,14 +53,19 @@ def status_kib(pid: int | str, field: str) -> int:
     raise RuntimeError(f"no {field} for process {pid}")
 
 
-def tree_resident_bytes(pid: int) -> int:
-    """Resident memory of a process and all its descendants (the service's search workers), bytes."""
-    total = status_kib(pid, "VmRSS") * 1024
+def tree_memory_bytes(pid: int) -> int:
+    """Memory held by a process and all its descendants (the service's search template and workers),
+    bytes: the sum of their proportional set sizes, so pages they share count once in all."""
+    try:
+        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except ProcessLookupError:  # a zombie has no memory to read
+        return 0
+    total = next(int(line.split()[1]) for line in rollup.splitlines() if line.startswith("Pss:")) * 1024
     for task in Path(f"/proc/{pid}/task").iterdir():
         for child in (task / "children").read_text().split():
             try:
-                total += tree_resident_bytes(int(child))
-            except (FileNotFoundError, RuntimeError):  # it ended while being read, or is a zombie (no VmRSS)
+                total += tree_memory_bytes(int(child))
+            except FileNotFoundError:  # it ended while being read
                 pass
     return total
 
@@ -142,11 +147,11 @@ def measure(url: str, args: argparse.Namespace) -> list[dict]:
 
 
 def measure_started(model: Path, workers: int, args: argparse.Namespace) -> tuple[list[dict], int]:
-    """Rows from a server started for them, and its resident bytes (with its workers) afterwards."""
+    """Rows from a server started for them, and its memory (with its workers, tree_memory_bytes) afterwards."""
     server = start_server(model, args.backend, args.work, args.port, args.threads, args.decoder, workers)
     try:
         rows = measure(f"http://127.0.0.1:{args.port}", args)
-        return rows, tree_resident_bytes(server.pid)
+        return rows, tree_memory_bytes(server.pid)
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(60)
@@ -202,11 +207,11 @@ def main() -> None:
             save_nemo_model(quartznet_config(), model)
     first = None
     for workers in args.search_workers:
-        rows, resident = measure_started(model, workers, args)
+        rows, memory = measure_started(model, workers, args)
         print(
             f"{args.seconds:.0f} s clips, {args.requests} requests per level, backend {args.backend}, "
             f"decoder {args.decoder}, QASR_SEARCH_WORKERS={workers}: "
-            f"server and workers resident {resident / 2**20:.0f} MB after the run"
+            f"server and workers hold {memory / 2**20:.0f} MB after the run"
         )
         print_rows(rows, first)
         first = first or rows

@@ -4,9 +4,10 @@
 
 Starts `qasr serve` (cache in --work) on a loopback port, sends a mix of short (2 s) and long
 (30 s) clips from --concurrency client threads for --warm-up-minutes and then --minutes more (or
-until --max-requests are sent), samples the resident memory of the server and its search workers
-four times a second, and stops the server. Memory growth compares the mean of the last fifth of
-the samples after warm-up to the mean of the first fifth. Resident memory climbs for about the
+until --max-requests are sent), samples the memory of the server and its search workers (summed
+proportional set sizes: service_load.tree_memory_bytes) four times a second, and stops the server.
+Memory growth compares the mean of the last fifth of the samples after warm-up to the mean of the
+first fifth. Memory climbs for about the
 first minute of load, and swings by about +-10 % from one sample to the next as requests come and
 go; hence the warm-up and the many samples.
 """
@@ -28,7 +29,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from service_load import clip, tree_resident_bytes, wait_until_ready  # noqa: E402
+from service_load import clip, tree_memory_bytes, wait_until_ready  # noqa: E402
 
 CLIPS = {"short": 2.0, "long": 30.0}  # seconds of audio
 LONG_EVERY = 5  # one request in five is long
@@ -47,7 +48,7 @@ def soak(url: str, pid: int, warm_up_s: float, seconds: float, concurrency: int,
 
     def sample_memory() -> None:
         while time.monotonic() < stop:
-            memory.append((time.monotonic() - start, tree_resident_bytes(pid)))
+            memory.append((time.monotonic() - start, tree_memory_bytes(pid)))
             time.sleep(MEMORY_SAMPLE_EVERY_S)
 
     def client_loop() -> None:
@@ -89,7 +90,7 @@ def percentile(values: list[float], q: float) -> float:
 def summarise(
     latencies: dict[str, list[float]], errors: list[str], memory: list[tuple[float, int]], wall: float, warm_up_s: float
 ):
-    settled = [rss for t, rss in memory if t >= warm_up_s]
+    settled = [held for t, held in memory if t >= warm_up_s]
     fifth = max(1, len(settled) // 5)
     head, tail = settled[:fifth], settled[-fifth:]
     audio = sum(len(v) * CLIPS[name] for name, v in latencies.items())
@@ -105,11 +106,11 @@ def summarise(
             for name, v in latencies.items()
         },
         "x_real_time": round(audio / wall, 1),
-        "rss_mb": {
+        "memory_mb": {
             "after_warm_up": round(statistics.mean(head) / 1e6, 1),
             "end": round(statistics.mean(tail) / 1e6, 1),
         },
-        "rss_growth": round(statistics.mean(tail) / statistics.mean(head) - 1, 4),
+        "memory_growth": round(statistics.mean(tail) / statistics.mean(head) - 1, 4),
     }
 
 

@@ -1,26 +1,39 @@
 """Lexicon beam searches in worker processes, so that concurrent searches use every core.
 
 The search is C++ (flashlight) but calls back into a Python language model for every word, so it
-holds the GIL: threads run one search at a time. Each worker here is a separate Python process
-(`python -m quantizer.lexicon_workers`) with its own `LexiconDecoder`; a search borrows an idle
-one. Workers read requests from stdin and answer on stdout, and end when stdin closes, so none
-outlives the process that started them, even one killed outright.
+holds the GIL: threads run one search at a time. Workers are separate processes, forked from one
+template process (`python -m quantizer.lexicon_workers`) that built the LexiconDecoder once: its
+lexicon trie and language model (about 130 MB with the shipped trigram) are then shared by every
+worker, copy-on-write, instead of built again in each. A search borrows an idle worker.
 
-Frames on the pipes, all little-endian:
+The template reads fork orders on its stdin, a Unix socket: each carries the two pipe ends a new
+worker will use (requests in, answers out) and is answered with the worker's pid. A worker answers
+searches until its request pipe closes; the template ends when its socket closes. So none outlives
+the process that started them, even one killed outright.
+
+Frames on the pipes and the socket, all little-endian:
   request   uint32 frames, uint32 classes, float32 log-probabilities [frames, classes]
   answer    int32 n >= 0, then int64 CTC path [n]; or int32 -n, then n bytes of UTF-8 error text
-  started   the same answer with n = 0 once the decoder is built (or the error that stopped it)
+  started   the same answer with n = 0 once the decoder is built (or the error that stopped it):
+            from the template on its socket, and from each worker on its answer pipe
+  fork      one byte and two file descriptors (SCM_RIGHTS); answered with int32 pid, or -errno
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
 import queue
+import select
+import signal
+import socket
 import struct
 import subprocess
 import sys
+import threading
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from typing import BinaryIO
@@ -33,6 +46,7 @@ log = logging.getLogger("qasr.lexicon_workers")
 
 REQUEST = struct.Struct("<II")
 ANSWER = struct.Struct("<i")
+PID = struct.Struct("<i")
 CLOSE_TIMEOUT_S = 5.0
 
 
@@ -55,13 +69,16 @@ def _read_exactly(stream: BinaryIO, size: int) -> bytes:
     return data
 
 
-def _write_answer(stream: BinaryIO, path: np.ndarray | None = None, error: str = "") -> None:
+def _answer_bytes(path: np.ndarray | None = None, error: str = "") -> bytes:
     if error:
         text = error.encode()
-        stream.write(ANSWER.pack(-len(text)) + text)
-    else:
-        path = np.zeros(0, np.int64) if path is None else path
-        stream.write(ANSWER.pack(len(path)) + path.astype("<i8").tobytes())
+        return ANSWER.pack(-len(text)) + text
+    path = np.zeros(0, np.int64) if path is None else path
+    return ANSWER.pack(len(path)) + path.astype("<i8").tobytes()
+
+
+def _write_answer(stream: BinaryIO, path: np.ndarray | None = None, error: str = "") -> None:
+    stream.write(_answer_bytes(path, error))
     stream.flush()
 
 
@@ -72,13 +89,8 @@ def _read_answer(stream: BinaryIO) -> np.ndarray:
     return np.frombuffer(_read_exactly(stream, 8 * length), "<i8").astype(np.int64)
 
 
-def serve_searches(labels: list[str], settings: LexiconSettings, requests: BinaryIO, answers: BinaryIO) -> None:
-    """A worker's life: build the decoder, then answer requests until `requests` closes."""
-    try:
-        decoder = LexiconDecoder(labels, settings)
-    except Exception as error:
-        _write_answer(answers, error=f"the lexicon decoder could not be built: {type(error).__name__}: {error}")
-        return
+def serve_searches(decoder: LexiconDecoder, requests: BinaryIO, answers: BinaryIO) -> None:
+    """A worker's life: say it has started, then answer requests until `requests` closes."""
     _write_answer(answers)
     while header := requests.read(REQUEST.size):
         frames, classes = REQUEST.unpack(header)
@@ -91,29 +103,133 @@ def serve_searches(labels: list[str], settings: LexiconSettings, requests: Binar
             _write_answer(answers, path)
 
 
+def _reap_workers(signal_number: int, frame: object) -> None:
+    """The template's SIGCHLD handler: collect ended workers, and say which did not end cleanly."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        if status:
+            how = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"exit code {os.WEXITSTATUS(status)}"
+            print(f"qasr: search worker {pid} ended by {how}", file=sys.stderr, flush=True)
+
+
+def serve_forks(labels: list[str], settings: LexiconSettings, orders: socket.socket) -> None:
+    """The template's life: build the decoder, then fork a worker for every order until `orders` closes."""
+    try:
+        decoder = LexiconDecoder(labels, settings)
+    except Exception as error:
+        orders.sendall(_answer_bytes(error=f"the lexicon decoder could not be built: {type(error).__name__}: {error}"))
+        return
+    gc.freeze()  # the collector would otherwise write to every object it scans, copying shared pages
+    signal.signal(signal.SIGCHLD, _reap_workers)
+    orders.sendall(_answer_bytes())
+    while True:
+        message, fds, _, _ = socket.recv_fds(orders, 1, 2)
+        if not message:
+            return
+        requests, answers = (os.fdopen(fd, mode) for fd, mode in zip(fds, ("rb", "wb"), strict=True))
+        try:
+            pid = os.fork()
+        except OSError as error:
+            requests.close()
+            answers.close()
+            orders.sendall(PID.pack(-error.errno))
+            continue
+        if pid == 0:
+            exit_code = 0
+            try:
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                orders.close()
+                serve_searches(decoder, requests, answers)
+            except BaseException:
+                traceback.print_exc()
+                exit_code = 1
+            finally:
+                os._exit(exit_code)  # no interpreter shutdown: the template's state is not this process's to tear down
+        requests.close()
+        answers.close()
+        orders.sendall(PID.pack(pid))
+
+
 class _Worker:
-    def __init__(self, command: list[str]):
-        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    """One forked worker, seen through its two pipes."""
+
+    def __init__(self, pid: int, requests: BinaryIO, answers: BinaryIO):
+        self.pid, self.requests, self.answers = pid, requests, answers
 
     def started(self) -> None:
-        """Wait for the worker's decoder; SearchError with its reason if it could not build one."""
+        """Wait for the worker's first answer; SearchError if it ended first."""
         try:
-            _read_answer(self.process.stdout)
+            _read_answer(self.answers)
         except EOFError:
-            raise SearchError(f"a search worker stopped while starting (exit code {self.process.wait()})") from None
+            raise SearchError(f"search worker {self.pid} stopped while starting") from None
 
     def search(self, log_probabilities: np.ndarray) -> np.ndarray:
         frames, classes = log_probabilities.shape
-        self.process.stdin.write(REQUEST.pack(frames, classes) + log_probabilities.astype("<f4").tobytes())
-        self.process.stdin.flush()
-        return _read_answer(self.process.stdout)
+        self.requests.write(REQUEST.pack(frames, classes) + log_probabilities.astype("<f4").tobytes())
+        self.requests.flush()
+        return _read_answer(self.answers)
 
     def close(self) -> None:
-        if self.process.stdin:
+        """Close its request pipe, so that it ends, and wait for its answer pipe to close."""
+        if self.answers.closed:
+            return
+        try:
+            self.requests.close()
+        except BrokenPipeError:
+            pass
+        ended, _, _ = select.select([self.answers], [], [], CLOSE_TIMEOUT_S)
+        if not ended:
             try:
-                self.process.stdin.close()
-            except BrokenPipeError:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
                 pass
+        self.answers.close()
+
+
+class _Template:
+    """The process that holds the built decoder and forks workers from it."""
+
+    def __init__(self, command: list[str]):
+        self.orders, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        with theirs:
+            self.process = subprocess.Popen(command, stdin=theirs)
+        self.replies, self.lock = self.orders.makefile("rb"), threading.Lock()
+        try:
+            _read_answer(self.replies)
+        except EOFError:
+            raise SearchError(f"the search template stopped while starting (exit code {self.process.wait()})") from None
+        except SearchError:
+            self.close()
+            raise
+
+    def fork(self) -> _Worker:
+        """A new worker, started; OSError or EOFError if the template is gone."""
+        requests_read, requests_write = os.pipe()
+        answers_read, answers_write = os.pipe()
+        try:
+            with self.lock:
+                socket.send_fds(self.orders, [b"f"], [requests_read, answers_write])
+                (pid,) = PID.unpack(_read_exactly(self.replies, PID.size))
+        finally:
+            os.close(requests_read)
+            os.close(answers_write)
+        requests, answers = os.fdopen(requests_write, "wb"), os.fdopen(answers_read, "rb")
+        if pid < 0:
+            requests.close()
+            answers.close()
+            raise SearchError(f"the search template could not fork a worker: {os.strerror(-pid)}")
+        worker = _Worker(pid, requests, answers)
+        worker.started()
+        return worker
+
+    def close(self) -> None:
+        self.replies.close()
+        self.orders.close()
         try:
             self.process.wait(CLOSE_TIMEOUT_S)
         except subprocess.TimeoutExpired:
@@ -122,7 +238,7 @@ class _Worker:
 
 
 class SearchWorkers:
-    """`count` worker processes, each with its own LexiconDecoder(labels, settings); `best_path` is
+    """`count` worker processes sharing one LexiconDecoder(labels, settings); `best_path` is
     LexiconDecoder's, callable from many threads at once."""
 
     def __init__(self, labels: list[str], settings: LexiconSettings, count: int):
@@ -135,15 +251,13 @@ class SearchWorkers:
         self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
         self._all: list[_Worker] = []
         self._closed = False
-        starting = [self._start() for _ in range(count)]  # all build their decoders at once
+        self._template = _Template(self._command)
         try:
-            for worker in starting:
-                worker.started()
-        except SearchError:
+            for _ in range(count):
+                self._idle.put(self._start())
+        except (SearchError, OSError, EOFError):
             self.close()
             raise
-        for worker in starting:
-            self._idle.put(worker)
 
     @property
     def busy(self) -> int:
@@ -151,7 +265,14 @@ class SearchWorkers:
         return self.count - self._idle.qsize()
 
     def _start(self) -> _Worker:
-        worker = _Worker(self._command)
+        """A new worker, from a new template if the one before has ended."""
+        try:
+            worker = self._template.fork()
+        except (OSError, EOFError):
+            log.error("the search template has ended (exit code %s); starting another", self._template.process.poll())
+            self._template.close()
+            self._template = _Template(self._command)
+            worker = self._template.fork()
         self._all.append(worker)
         return worker
 
@@ -170,26 +291,27 @@ class SearchWorkers:
         try:
             path = worker.search(log_probabilities)
         except (EOFError, OSError, ValueError):  # ValueError: its pipe was closed by close()
-            code = worker.process.poll()
             if self._closed:
                 raise SearchError("the search workers have been closed (the service is stopping)") from None
-            log.error("a search worker stopped during a search (exit code %s); starting another", code)
-            worker.close()
-            self._all.remove(worker)
-            worker = self._start()
-            worker.started()
-            raise SearchError(f"the search worker stopped during this search (exit code {code})") from None
+            dead = worker
+            log.error("search worker %d stopped during a search; starting another", dead.pid)
+            dead.close()
+            if dead in self._all:
+                self._all.remove(dead)
+            worker = self._start()  # if this fails, the dead one goes back and the next search tries again
+            raise SearchError(f"the search worker stopped during this search (process {dead.pid})") from None
         finally:
             self._idle.put(worker)
         return path
 
     def close(self) -> None:
-        """End every worker: each sees its stdin close and exits."""
+        """End every worker (each sees its request pipe close), then the template."""
         self._closed = True
         self._pieces.shutdown(wait=False, cancel_futures=True)
         for worker in self._all:
             worker.close()
         self._all.clear()
+        self._template.close()
 
     def __enter__(self) -> SearchWorkers:
         return self
@@ -199,7 +321,9 @@ class SearchWorkers:
 
 
 if __name__ == "__main__":
-    answers = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # whatever a library prints goes to the log, not the pipe
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # whatever a library prints goes to the log
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the service ends the workers
+    orders = socket.socket(fileno=os.dup(sys.stdin.fileno()))
+    os.dup2(os.open(os.devnull, os.O_RDONLY), sys.stdin.fileno())  # so that only `orders` holds the socket
     labels, fields = json.loads(sys.argv[1])
-    serve_searches(labels, LexiconSettings(**fields), sys.stdin.buffer, answers)
+    serve_forks(labels, LexiconSettings(**fields), orders)

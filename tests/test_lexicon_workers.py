@@ -1,5 +1,6 @@
-"""Lexicon searches in worker processes: the in-process decoder's paths, from many threads, and a
-pool that outlives a worker's death, and no worker that outlives its pool's owner."""
+"""Lexicon searches in worker processes: the in-process decoder's paths, from many threads, workers
+that share their template's decoder, a pool that outlives a worker's or its template's death, and no
+process that outlives its pool's owner."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from quantizer.ctc import log_softmax
 from quantizer.lexicon import SHIPPED_LANGUAGE_MODEL, LexiconDecoder, LexiconSettings, pieces_at_pauses
 from quantizer.lexicon_workers import SearchError, SearchWorkers
 from quantizer.nemo_configs import ENGLISH_LABELS
+from tests.processes import ended_within, running
 
 CLASSES = len(ENGLISH_LABELS) + 1
 # The shipped trigram (its state per search is what a worker must keep to itself); a word score
@@ -89,12 +90,12 @@ def test_a_worker_killed_mid_service_fails_one_search_and_is_replaced(in_process
     pool = SearchWorkers(ENGLISH_LABELS, SETTINGS, 1)
     try:
         (victim,) = pool._all
-        os.kill(victim.process.pid, signal.SIGKILL)
-        victim.process.wait()
-        with pytest.raises(SearchError, match="stopped during this search"):
+        os.kill(victim.pid, signal.SIGKILL)
+        assert ended_within([victim.pid], 5)
+        with pytest.raises(SearchError, match=f"stopped during this search \\(process {victim.pid}\\)"):
             pool.best_path(random_frames(2, 40))
         (replacement,) = pool._all
-        assert replacement is not victim and replacement.process.poll() is None
+        assert replacement is not victim and running(replacement.pid)
         frames = random_frames(3, 40)
         np.testing.assert_array_equal(pool.best_path(frames), in_process.best_path(frames))
     finally:
@@ -108,11 +109,55 @@ def test_a_decoder_that_cannot_be_built_stops_the_start_with_its_reason():
         SearchWorkers(ENGLISH_LABELS, SETTINGS, 0)
 
 
-def test_closing_ends_every_worker_and_starts_no_other():
+def test_workers_go_on_without_their_template_and_a_new_one_forks_the_next(in_process):
     pool = SearchWorkers(ENGLISH_LABELS, SETTINGS, 2)
-    processes = [worker.process for worker in pool._all]
+    try:
+        first_template = pool._template.process
+        first_template.kill()
+        first_template.wait()
+        frames = random_frames(6, 40)
+        np.testing.assert_array_equal(pool.best_path(frames), in_process.best_path(frames))  # workers live on
+        victim = pool._all[0]
+        os.kill(victim.pid, signal.SIGKILL)
+        assert ended_within([victim.pid], 5)
+        with ThreadPoolExecutor(2) as threads:  # one of the two searches meets the dead worker
+            outcomes = [f.exception() for f in [threads.submit(pool.best_path, frames) for _ in range(2)]]
+        assert [type(e) for e in outcomes].count(SearchError) == 1
+        assert pool._template.process is not first_template and pool._template.process.poll() is None
+        assert len(pool._all) == 2 and all(running(worker.pid) for worker in pool._all)
+        np.testing.assert_array_equal(pool.best_path(frames), in_process.best_path(frames))
+    finally:
+        pool.close()
+
+
+def memory_mib(pid: int) -> dict[str, float]:
+    """/proc/PID/smaps_rollup in MiB: Rss (resident), Private_Clean and Private_Dirty (held by it alone), ..."""
+    lines = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]
+    return {line.split()[0].rstrip(":"): int(line.split()[1]) / 1024 for line in lines}
+
+
+def private_mib(pid: int) -> float:
+    memory = memory_mib(pid)
+    return memory["Private_Clean"] + memory["Private_Dirty"]
+
+
+def test_workers_share_the_decoder_their_template_built():
+    """The shipped trigram and its lexicon trie (about 130 MB) are built once, in the template; the
+    workers forked from it hold privately only what their searches wrote."""
+    with SearchWorkers(ENGLISH_LABELS, SETTINGS, 2) as pool:
+        with ThreadPoolExecutor(2) as threads:
+            list(threads.map(pool.best_path, [random_frames(seed, 500) for seed in range(6)]))
+        template_mib = memory_mib(pool._template.process.pid)["Rss"]
+        workers_mib = [private_mib(worker.pid) for worker in pool._all]
+    assert template_mib > 100
+    assert max(workers_mib) < template_mib / 4, (template_mib, workers_mib)  # built in each: > template_mib
+
+
+def test_closing_ends_every_worker_and_its_template_and_starts_no_other():
+    pool = SearchWorkers(ENGLISH_LABELS, SETTINGS, 2)
+    pids, template = [worker.pid for worker in pool._all], pool._template.process
     pool.close()
-    assert [p.returncode for p in processes] == [0, 0]
+    assert ended_within(pids, 5) and template.returncode == 0
     with pytest.raises(SearchError, match="have been closed"):  # a request still in flight at shutdown
         pool.best_path(random_frames(4, 20))
     assert pool._all == []  # and no worker was started in its place
@@ -126,24 +171,12 @@ def test_workers_end_when_the_service_that_started_them_is_killed(tmp_path):
         "from quantizer.lexicon import LexiconSettings\n"
         "from quantizer.nemo_configs import ENGLISH_LABELS\n"
         "pool = SearchWorkers(ENGLISH_LABELS, LexiconSettings(words=2000), 2)\n"
-        "print(*[w.process.pid for w in pool._all], flush=True)\n"
+        "print(pool._template.process.pid, *[w.pid for w in pool._all], flush=True)\n"
         "sys.stdin.read()\n"
     )
     service = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     pids = [int(pid) for pid in service.stdout.readline().split()]
-    assert len(pids) == 2 and all(running(pid) for pid in pids)
+    assert len(pids) == 3 and all(running(pid) for pid in pids)  # the template and two workers
     service.kill()
     service.wait()
-    deadline = time.monotonic() + 10
-    while any(running(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not any(running(pid) for pid in pids)
-
-
-def running(pid: int) -> bool:
-    """Whether a process exists and has not ended (a zombie, not yet reaped, has ended)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
-    return "\nState:\tZ" not in status
+    assert ended_within(pids, 10)
