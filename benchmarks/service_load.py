@@ -53,14 +53,20 @@ def status_kib(pid: int | str, field: str) -> int:
     raise RuntimeError(f"no {field} for process {pid}")
 
 
+def memory_bytes(pid: int) -> int:
+    """A process's proportional set size, bytes: its resident pages, each shared one divided among
+    the processes that share it (0 for a zombie)."""
+    try:
+        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except ProcessLookupError:
+        return 0
+    return next(int(line.split()[1]) for line in rollup.splitlines() if line.startswith("Pss:")) * 1024
+
+
 def tree_memory_bytes(pid: int) -> int:
     """Memory held by a process and all its descendants (the service's search template and workers),
     bytes: the sum of their proportional set sizes, so pages they share count once in all."""
-    try:
-        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
-    except ProcessLookupError:  # a zombie has no memory to read
-        return 0
-    total = next(int(line.split()[1]) for line in rollup.splitlines() if line.startswith("Pss:")) * 1024
+    total = memory_bytes(pid)
     for task in Path(f"/proc/{pid}/task").iterdir():
         for child in (task / "children").read_text().split():
             try:
@@ -146,12 +152,14 @@ def measure(url: str, args: argparse.Namespace) -> list[dict]:
     return [level(url, body, c, args.requests, args.seconds) for c in args.concurrency]
 
 
-def measure_started(model: Path, workers: int, args: argparse.Namespace) -> tuple[list[dict], int]:
-    """Rows from a server started for them, and its memory (with its workers, tree_memory_bytes) afterwards."""
+def measure_started(model: Path, workers: int, args: argparse.Namespace) -> tuple[list[dict], int, int]:
+    """Rows from a server started for them, and afterwards the memory of the server process and of
+    its descendants (the search workers), bytes."""
     server = start_server(model, args.backend, args.work, args.port, args.threads, args.decoder, workers)
     try:
         rows = measure(f"http://127.0.0.1:{args.port}", args)
-        return rows, tree_memory_bytes(server.pid)
+        own = memory_bytes(server.pid)
+        return rows, own, tree_memory_bytes(server.pid) - own
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(60)
@@ -207,11 +215,12 @@ def main() -> None:
             save_nemo_model(quartznet_config(), model)
     first = None
     for workers in args.search_workers:
-        rows, memory = measure_started(model, workers, args)
+        rows, server_memory, workers_memory = measure_started(model, workers, args)
         print(
             f"{args.seconds:.0f} s clips, {args.requests} requests per level, backend {args.backend}, "
             f"decoder {args.decoder}, QASR_SEARCH_WORKERS={workers}: "
-            f"server and workers hold {memory / 2**20:.0f} MB after the run"
+            f"after the run the server holds {server_memory / 2**20:.0f} MB, its search workers "
+            f"{workers_memory / 2**20:.0f} MB"
         )
         print_rows(rows, first)
         first = first or rows
