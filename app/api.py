@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -29,12 +29,15 @@ from app.limits import BodyLimit
 from app.metrics import Metrics
 from app.model_store import PreparedModel, prepare_model
 from app.settings import Settings
-from app.transcriber import Engine, Timings, decode, plan_windows
+from app.transcriber import Engine, Timings, Window, WindowResult, batch_timings, decode, plan_windows, word_pieces
 from quantizer.synthetic import SyntheticSettings
 
 log = logging.getLogger("qasr.api")
 
 RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
+STREAMED_FORMATS = ("json", "text")  # OpenAI streams text deltas; timed formats need the whole result
+BOOLEANS = {"true": True, "false": False}
+INTERNAL_ERROR = "internal error while transcribing; quote the request id when reporting it"
 LANGUAGES = ("en", "english")
 
 
@@ -63,6 +66,7 @@ OPENAI_BODY = {
                         "prompt": {"type": "string"},
                         "response_format": {"type": "string", "enum": list(RESPONSE_FORMATS)},
                         "temperature": {"type": "number"},
+                        "stream": {"type": "boolean", "description": "server-sent events: text deltas, then the text"},
                         "timestamp_granularities[]": {
                             "type": "array",
                             "items": {"type": "string", "enum": ["word", "segment"]},
@@ -90,6 +94,17 @@ class ServiceState:
     batcher: Batcher | None = None
     phase: str = "starting"  # starting -> ready -> draining | failed
     error: str | None = None
+
+
+@dataclass
+class Recognised:
+    """Audio through the model, not yet decoded into words."""
+
+    windows: list[Window]
+    results: list[WindowResult]
+    duration: float  # seconds of audio
+    decode_s: float  # seconds spent reading the upload's audio
+    start: float  # time.perf_counter() when the request's work began
 
 
 @dataclass
@@ -226,8 +241,7 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
     @app.exception_handler(Exception)
     async def internal_error(request: Request, error: Exception):
         log.exception("request %s failed", getattr(request.state, "request_id", "?"))
-        message = "internal error while transcribing; quote the request id when reporting it"
-        return JSONResponse(error_body(request, 500, message, "server_error"), 500)
+        return JSONResponse(error_body(request, 500, INTERNAL_ERROR, "server_error"), 500)
 
     def authorize(request: Request) -> None:
         if settings.api_key is None:
@@ -245,16 +259,56 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
         if state.phase != "ready":
             raise ApiError(503, f"the model is not ready ({state.phase})", "unavailable", {"Retry-After": "5"})
 
-    async def transcribe(data: bytes) -> Transcription:
-        """Decode, recognise and decode CTC, all within the request timeout (504 past it)."""
-        require_ready()
+    async def within(deadline: float, awaitable):
+        """`awaitable`'s result, or 504 once time.monotonic() passes `deadline`."""
         try:
-            return await asyncio.wait_for(recognise(data), settings.request_timeout_s)
+            return await asyncio.wait_for(awaitable, max(deadline - time.monotonic(), 0.0))
         except TimeoutError:
             raise ApiError(504, f"transcription took longer than {settings.request_timeout_s:g} s", "timeout") from None
 
-    async def recognise(data: bytes) -> Transcription:
-        engine, metrics = state.engine, state.metrics
+    async def transcribe(data: bytes) -> Transcription:
+        """Decode, recognise and decode CTC, all within the request timeout (504 past it)."""
+        require_ready()
+        deadline = time.monotonic() + settings.request_timeout_s
+        recognised = await within(deadline, recognise(data))
+        words, timings = await within(
+            deadline, asyncio.to_thread(decode, state.engine, recognised.windows, recognised.results)
+        )
+        total_s = time.perf_counter() - recognised.start
+        observe(recognised, timings, total_s)
+        return Transcription(words, recognised.duration, timings, recognised.decode_s, total_s)
+
+    async def transcription_events(data: bytes, request: Request) -> StreamingResponse:
+        """OpenAI's streamed transcription: server-sent `transcript.text.delta` events as the decoder
+        finds the words of each piece, then `transcript.text.done` with the whole text. Errors before
+        the first event are HTTP errors as usual; after it, an event holding the error body."""
+        require_ready()
+        deadline = time.monotonic() + settings.request_timeout_s
+        recognised = await within(deadline, recognise(data))
+        timings = batch_timings(recognised.results)
+        pieces = word_pieces(state.engine, recognised.windows, recognised.results, timings)
+
+        async def events():
+            words: list[Word] = []
+            try:
+                while (piece := await within(deadline, asyncio.to_thread(next, pieces, None))) is not None:
+                    if piece:
+                        delta = (" " if words else "") + transcript(piece)
+                        yield formats.server_event({"type": "transcript.text.delta", "delta": delta})
+                        words += piece
+                yield formats.server_event({"type": "transcript.text.done", "text": transcript(words)})
+                observe(recognised, timings, time.perf_counter() - recognised.start)
+            except ApiError as error:
+                yield formats.server_event(error_body(request, error.status, error.message, error.kind))
+            except Exception:
+                log.exception("request %s failed while streaming", request.state.request_id)
+                yield formats.server_event(error_body(request, 500, INTERNAL_ERROR, "server_error"))
+
+        return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+    async def recognise(data: bytes) -> Recognised:
+        """Read the audio and run its windows through the model."""
+        engine = state.engine
         start = time.perf_counter()
         audio = await asyncio.to_thread(decode_audio, data, engine.sample_rate, settings.max_audio_seconds)
         decode_s = time.perf_counter() - start
@@ -265,21 +319,23 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
             int(settings.chunk_overlap_seconds * rate),
             engine.frame_samples,
         )
-        metrics.queue_depth.set(state.batcher.queued + len(windows))
+        state.metrics.queue_depth.set(state.batcher.queued + len(windows))
         results = await state.batcher.recognise([audio.samples[w.start : w.stop] for w in windows])
-        words, timings = await asyncio.to_thread(decode, engine, windows, results)
-        total_s = time.perf_counter() - start
+        return Recognised(windows, results, audio.seconds, decode_s, start)
+
+    def observe(recognised: Recognised, timings: Timings, total_s: float) -> None:
+        """A finished transcription's stage times and audio in the metrics."""
+        metrics = state.metrics
         for stage, seconds in (
-            ("decode", decode_s),
+            ("decode", recognised.decode_s),
             ("features", timings.features),
             ("inference", timings.inference),
             ("ctc", timings.ctc),
             ("total", total_s),
         ):
             metrics.stage_seconds.labels(stage=stage).observe(seconds)
-        metrics.audio_seconds.inc(audio.seconds)
-        metrics.real_time_factor.observe(total_s / audio.seconds)
-        return Transcription(words, audio.seconds, timings, decode_s, total_s)
+        metrics.audio_seconds.inc(recognised.duration)
+        metrics.real_time_factor.observe(total_s / recognised.duration)
 
     async def read_form(request: Request) -> tuple[bytes, dict[str, list[str]]]:
         """The multipart `file` and the other fields (repeatable ones as lists)."""
@@ -376,7 +432,7 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
     @app.post("/v1/audio/transcriptions", openapi_extra=OPENAI_BODY)
     async def transcribe_openai(request: Request):
         """OpenAI's transcription endpoint: multipart `file`, `model`, `language`, `response_format`,
-        `timestamp_granularities[]`; `prompt` and `temperature` are accepted and ignored."""
+        `timestamp_granularities[]`, `stream`; `prompt` and `temperature` are accepted and ignored."""
         authorize(request)
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
             raise ApiError(415, "send multipart/form-data with a `file` field (OpenAI's transcription API)")
@@ -390,6 +446,13 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
         granularities = set(fields.get("timestamp_granularities[]", []) + fields.get("timestamp_granularities", []))
         if granularities - {"word", "segment"}:
             raise ApiError(400, "timestamp_granularities[] takes 'word' and/or 'segment'")
+        stream = BOOLEANS.get(fields.get("stream", ["false"])[-1].strip().lower())
+        if stream is None:
+            raise ApiError(400, "stream: 'true' or 'false'")
+        if stream:
+            if response_format not in STREAMED_FORMATS:
+                raise ApiError(400, f"stream=true sends text deltas: response_format must be one of {STREAMED_FORMATS}")
+            return await transcription_events(data, request)
         result = await transcribe(data)
         text = transcript(result.words)
         if response_format == "text":

@@ -24,8 +24,11 @@ def path_probabilities(log_probabilities: np.ndarray, path: np.ndarray) -> np.nd
     return np.exp(log_probabilities[np.arange(len(path)), path])
 
 
-def path_words(tokens: np.ndarray, probabilities: np.ndarray, labels: list[str], frame_seconds: float) -> list[Word]:
-    """tokens [T'] a CTC path's classes (blank = len(labels)), probabilities [T'] -> words in order.
+def path_words(
+    tokens: np.ndarray, probabilities: np.ndarray, labels: list[str], frame_seconds: float, first_frame: int = 0
+) -> list[Word]:
+    """tokens [T'] a CTC path's classes (blank = len(labels)), probabilities [T'] -> words in order;
+    first_frame: the output frame tokens[0] is, for the words' times.
 
     A character spans the consecutive frames that emit it; a word runs from its first character's
     first frame to its last character's last frame; spaces separate words."""
@@ -40,7 +43,10 @@ def path_words(tokens: np.ndarray, probabilities: np.ndarray, labels: list[str],
             confidence = float(np.mean(probabilities[frames]))
             words.append(
                 Word(
-                    "".join(letters), frames[0] * frame_seconds, (frames[-1] + 1) * frame_seconds, round(confidence, 4)
+                    "".join(letters),
+                    (first_frame + frames[0]) * frame_seconds,
+                    (first_frame + frames[-1] + 1) * frame_seconds,
+                    round(confidence, 4),
                 )
             )
             letters.clear()

@@ -1,7 +1,9 @@
-"""Transcript bodies: words grouped into segments; text, SRT, WebVTT and OpenAI's verbose_json."""
+"""Transcript bodies: words grouped into segments; text, SRT, WebVTT, OpenAI's verbose_json and its
+server-sent events."""
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 
@@ -87,3 +89,8 @@ def verbose_json(words: list[Word], duration: float, with_words: bool, with_segm
 
 def _mean_log(words: list[Word]) -> float:
     return round(sum(math.log(max(w.confidence, 1e-6)) for w in words) / len(words), 4)
+
+
+def server_event(payload: dict) -> str:
+    """One server-sent event carrying `payload` as JSON (the `data:` field, as OpenAI streams)."""
+    return f"data: {json.dumps(payload)}\n\n"

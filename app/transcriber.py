@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -120,11 +121,12 @@ class Engine:
             results.append(WindowResult(log_probabilities, batch_id, len(windows), features_s, inference_s))
         return results
 
-    def best_path(self, log_probabilities: np.ndarray) -> np.ndarray:
-        """[T', classes] -> CTC path [T']: the lexicon beam search's, or each frame's argmax."""
+    def path_pieces(self, log_probabilities: np.ndarray) -> Iterator[np.ndarray]:
+        """[T', classes] -> consecutive pieces of its CTC path, each when found: the lexicon beam
+        search's pieces (cut at pauses, each ending its last word), or the whole argmax path."""
         if self.lexicon is not None:
-            return self.lexicon.best_path(log_probabilities)
-        return log_probabilities.argmax(axis=1)
+            return self.lexicon.piece_paths(log_probabilities)
+        return iter([log_probabilities.argmax(axis=1)])
 
 
 @dataclass(frozen=True)
@@ -161,17 +163,37 @@ def stitch(windows: list[Window], results: list[WindowResult]) -> np.ndarray:
     return np.concatenate(kept)
 
 
-def decode(engine: Engine, windows: list[Window], results: list[WindowResult]) -> tuple[list[Word], Timings]:
-    """Stitched windows -> words (CPU-bound for lexicon decoding: call it off the event loop)."""
+def batch_timings(results: list[WindowResult]) -> Timings:
+    """The front end's and the model's time for the batches these windows went through."""
     timings = Timings()
     for result in {r.batch_id: r for r in results}.values():
         timings.features += result.features_s
         timings.inference += result.inference_s
         timings.batch_sizes.append(result.batch_size)
+    return timings
+
+
+def word_pieces(
+    engine: Engine, windows: list[Window], results: list[WindowResult], timings: Timings
+) -> Iterator[list[Word]]:
+    """Stitched windows -> their words, piece by piece as the decoder finds them (CPU-bound for
+    lexicon decoding: iterate off the event loop); the time spent is added to timings.ctc."""
     start = time.perf_counter()
     log_probabilities = stitch(windows, results)
-    path = engine.best_path(log_probabilities)
-    probabilities = path_probabilities(log_probabilities, path)
-    words = path_words(path, probabilities, engine.labels, engine.frame_samples / engine.sample_rate)
-    timings.ctc = time.perf_counter() - start
+    pieces, first_frame = engine.path_pieces(log_probabilities), 0
+    frame_seconds = engine.frame_samples / engine.sample_rate
+    while (path := next(pieces, None)) is not None:
+        span = log_probabilities[first_frame : first_frame + len(path)]
+        words = path_words(path, path_probabilities(span, path), engine.labels, frame_seconds, first_frame)
+        first_frame += len(path)
+        timings.ctc += time.perf_counter() - start
+        yield words
+        start = time.perf_counter()
+    timings.ctc += time.perf_counter() - start
+
+
+def decode(engine: Engine, windows: list[Window], results: list[WindowResult]) -> tuple[list[Word], Timings]:
+    """Stitched windows -> words (CPU-bound for lexicon decoding: call it off the event loop)."""
+    timings = batch_timings(results)
+    words = [word for piece in word_pieces(engine, windows, results, timings) for word in piece]
     return words, timings

@@ -242,13 +242,18 @@ class LexiconDecoder:
 
     def best_path(self, log_probabilities: np.ndarray) -> np.ndarray:
         """log_probabilities float [T', classes] -> the best lexicon-constrained CTC path, int64 [T']."""
+        return joined_paths(list(self.piece_paths(log_probabilities)), self.blank, self.space)
+
+    def piece_paths(self, log_probabilities: np.ndarray) -> Iterator[np.ndarray]:
+        """log_probabilities float [T', classes] -> the paths of its pieces (pieces_at_pauses) in order,
+        each searched when asked for; each piece's path ends its last word."""
         frames, classes = log_probabilities.shape
         if classes != len(self.labels) + 1:
             raise ValueError(f"expected {len(self.labels) + 1} classes per frame, got {classes}")
         if frames == 0:
-            return np.zeros(0, np.int64)
+            return iter([np.zeros(0, np.int64)])
         pieces = pieces_at_pauses(log_probabilities, self.blank, self.space, self.settings.max_frames)
-        return joined_paths([self._search(piece) for piece in pieces], self.blank, self.space)
+        return map(self._search, pieces)
 
     def _search(self, log_probabilities: np.ndarray) -> np.ndarray:
         """One search over [T' >= 1, classes] -> its path [T']."""

@@ -34,6 +34,7 @@ import subprocess
 import sys
 import threading
 import traceback
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from typing import BinaryIO
@@ -279,12 +280,19 @@ class SearchWorkers:
     def best_path(self, log_probabilities: np.ndarray) -> np.ndarray:
         """log_probabilities float [T', classes] -> the best lexicon-constrained CTC path, int64 [T'].
         A long input's pieces (LexiconDecoder.best_path) go to several workers at once."""
+        pieces = self.piece_paths(log_probabilities)
+        return joined_paths(list(pieces), self.blank, self.space)
+
+    def piece_paths(self, log_probabilities: np.ndarray) -> Iterator[np.ndarray]:
+        """log_probabilities float [T', classes] -> the paths of its pieces (pieces_at_pauses) in order,
+        each as soon as it and those before it are found; all pieces are searched at once, on as
+        many workers as are idle."""
         if log_probabilities.ndim != 2 or log_probabilities.shape[1] != self.classes:
             raise ValueError(f"expected [frames, {self.classes}] log-probabilities, got {log_probabilities.shape}")
         pieces = pieces_at_pauses(log_probabilities, self.blank, self.space, self.longest)
         if len(pieces) == 1:
-            return self._search(log_probabilities)
-        return joined_paths(list(self._pieces.map(self._search, pieces)), self.blank, self.space)
+            return iter([self._search(log_probabilities)])
+        return self._pieces.map(self._search, pieces)
 
     def _search(self, log_probabilities: np.ndarray) -> np.ndarray:
         worker = self._idle.get()

@@ -26,6 +26,15 @@ def test_words_take_their_times_and_confidence_from_the_frames_that_emit_them():
     assert words[0].confidence == pytest.approx(probabilities[[2, 3, 5]].mean(), abs=1e-4)
 
 
+def test_a_pieces_words_are_timed_from_where_the_piece_starts():
+    tokens = np.array(ids("_hi_ the"))
+    alone = path_words(tokens, np.ones(8, np.float32), ENGLISH_LABELS, FRAME_S)
+    later = path_words(tokens, np.ones(8, np.float32), ENGLISH_LABELS, FRAME_S, first_frame=100)
+    assert [w.word for w in later] == [w.word for w in alone] == ["hi", "the"]
+    assert [w.start for w in later] == pytest.approx([w.start + 100 * FRAME_S for w in alone])
+    assert [w.end for w in later] == pytest.approx([w.end + 100 * FRAME_S for w in alone])
+
+
 def test_a_letter_repeated_across_a_blank_is_two_letters():
     words = path_words(np.array(ids("s_ee_e")), np.ones(6, np.float32), ENGLISH_LABELS, FRAME_S)
     assert [w.word for w in words] == ["see"]  # s, ee merged, blank, e

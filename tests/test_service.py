@@ -9,6 +9,7 @@ import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -269,12 +270,15 @@ def test_bad_uploads_get_a_clear_4xx_json_error(client, data, status, phrase):
 
 
 def test_openai_form_errors_are_400s(client):
-    clip = encode(speechlike(1.0))
+    clip, silence = encode(speechlike(1.0)), encode(np.zeros(RATE, np.float32))
     cases = [
         ({"model": "whisper-1"}, None, "`file` field"),
         ({"model": "whisper-1", "response_format": "xml"}, clip, "response_format"),
         ({"model": "whisper-1", "language": "fr"}, clip, "English only"),
         ({"model": "whisper-1", "timestamp_granularities[]": "char"}, clip, "timestamp_granularities"),
+        ({"model": "whisper-1", "stream": "yes"}, clip, "'true' or 'false'"),
+        ({"model": "whisper-1", "stream": "true", "response_format": "srt"}, clip, "text deltas"),
+        ({"model": "whisper-1", "stream": "true"}, silence, "digital silence"),  # an HTTP error, not an event
     ]
     for fields, file, phrase in cases:
         files = {"file": ("a.wav", file)} if file else {"other": ("a.txt", b"x")}
@@ -310,6 +314,61 @@ def test_the_official_openai_client_works_unchanged(client, tmp_path):
         assert srt.startswith("1\n00:00:") and " --> " in srt
     assert vtt.startswith("WEBVTT")
     assert [m.id for m in openai.models.list()] == ["qasr-en-quartznet5x5"]
+
+
+def server_events(response) -> list[dict]:
+    """The JSON payloads of a text/event-stream body's `data:` lines."""
+    assert response.headers["content-type"].startswith("text/event-stream"), response.text
+    return [json.loads(line[len("data: ") :]) for line in response.text.splitlines() if line.startswith("data: ")]
+
+
+def test_a_streamed_transcription_sends_each_pieces_words_then_the_whole_text(quartznet_nemo, cache, monkeypatch):
+    """stream=true: one `transcript.text.delta` per piece the lexicon search found words in (pieces
+    of 60 frames here, so several), in order, then `transcript.text.done`: the text of the same
+    request without streaming. The official client reads the same events."""
+    from openai import OpenAI
+
+    lexicon = app.settings.Settings.lexicon
+    monkeypatch.setattr(app.settings.Settings, "lexicon", lambda self: replace(lexicon(self), max_frames=60))
+    wav = encode(speechlike(8.0, seed=4))
+    settings = settings_for(quartznet_nemo, cache, decoder="lexicon", word_score=20.0, search_workers=2)
+    with TestClient(create_app(settings, exit_on_failure=False)) as test_client:
+        wait_ready(test_client)
+        whole = test_client.post("/v1/audio/transcriptions", data={"model": "m"}, files={"file": ("a.wav", wav)})
+        streamed = test_client.post(
+            "/v1/audio/transcriptions", data={"model": "m", "stream": "true"}, files={"file": ("a.wav", wav)}
+        )
+        openai = OpenAI(api_key="unused", base_url="http://testserver/v1", http_client=test_client)
+        events = list(openai.audio.transcriptions.create(model="m", file=("a.wav", wav), stream=True))
+    text = whole.json()["text"]
+    *deltas, done = server_events(streamed)
+    assert len(deltas) >= 3 and all(d["type"] == "transcript.text.delta" for d in deltas)
+    assert "".join(d["delta"] for d in deltas) == done["text"] == text
+    assert done["type"] == "transcript.text.done"
+    assert [e.type for e in events] == [e["type"] for e in [*deltas, done]] and events[-1].text == text
+
+
+def test_a_failure_while_streaming_ends_the_stream_with_an_error_event(client, monkeypatch):
+    """Once events have been sent the status is 200, so a search that fails later sends an `error`
+    body as an event (the official client raises it); the service goes on."""
+    engine = client.app.state.service.engine
+
+    def first_piece_then_failure(log_probabilities):
+        yield log_probabilities[: len(log_probabilities) // 2].argmax(axis=1)
+        raise RuntimeError("the search broke")
+
+    monkeypatch.setattr(engine, "path_pieces", first_piece_then_failure)
+    response = client.post(
+        "/v1/audio/transcriptions",
+        data={"model": "m", "stream": "true"},
+        files={"file": ("a.wav", encode(speechlike(3.0)))},
+        headers={"x-request-id": "broken-stream"},
+    )
+    assert response.status_code == 200
+    *_, last = server_events(response)
+    assert last["error"]["code"] == 500 and last["error"]["request_id"] == "broken-stream"
+    monkeypatch.undo()
+    assert client.post("/v1/transcribe", content=encode(speechlike(1.0))).status_code == 200
 
 
 def test_metrics_count_requests_stages_and_the_quantization(client):
