@@ -29,7 +29,7 @@ from app.limits import BodyLimit
 from app.metrics import Metrics
 from app.model_store import PreparedModel, prepare_model
 from app.settings import Settings
-from app.transcriber import Engine, Timings, Window, WindowResult, batch_timings, decode, plan_windows, word_pieces
+from app.transcriber import Engine, PieceStream, Timings, Window, batch_timings, decode, plan_windows
 from quantizer.synthetic import SyntheticSettings
 
 log = logging.getLogger("qasr.api")
@@ -97,13 +97,13 @@ class ServiceState:
 
 
 @dataclass
-class Recognised:
-    """Audio through the model, not yet decoded into words."""
+class Upload:
+    """An upload's audio, cut into the model's windows."""
 
     windows: list[Window]
-    results: list[WindowResult]
+    samples: list[np.ndarray]  # float32 [window samples] for each window
     duration: float  # seconds of audio
-    decode_s: float  # seconds spent reading the upload's audio
+    decode_s: float  # seconds spent reading the audio
     start: float  # time.perf_counter() when the request's work began
 
 
@@ -270,44 +270,62 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
         """Decode, recognise and decode CTC, all within the request timeout (504 past it)."""
         require_ready()
         deadline = time.monotonic() + settings.request_timeout_s
-        recognised = await within(deadline, recognise(data))
-        words, timings = await within(
-            deadline, asyncio.to_thread(decode, state.engine, recognised.windows, recognised.results)
-        )
-        total_s = time.perf_counter() - recognised.start
-        observe(recognised, timings, total_s)
-        return Transcription(words, recognised.duration, timings, recognised.decode_s, total_s)
+        upload = await within(deadline, read_upload(data))
+        state.metrics.queue_depth.set(state.batcher.queued + len(upload.windows))
+        results = await within(deadline, state.batcher.recognise(upload.samples))
+        words, timings = await within(deadline, asyncio.to_thread(decode, state.engine, upload.windows, results))
+        total_s = time.perf_counter() - upload.start
+        observe(upload, timings, total_s)
+        return Transcription(words, upload.duration, timings, upload.decode_s, total_s)
 
     async def transcription_events(data: bytes, request: Request) -> StreamingResponse:
-        """OpenAI's streamed transcription: server-sent `transcript.text.delta` events as the decoder
-        finds the words of each piece, then `transcript.text.done` with the whole text. Errors before
-        the first event are HTTP errors as usual; after it, an event holding the error body."""
+        """OpenAI's streamed transcription: server-sent `transcript.text.delta` events with the words of
+        each piece as the decoder finds them (PieceStream: a piece is searched as soon as the model has
+        passed its end), then `transcript.text.done` with the whole text. Errors found before the
+        first event are HTTP errors as usual; after it, an event holding the error body."""
         require_ready()
         deadline = time.monotonic() + settings.request_timeout_s
-        recognised = await within(deadline, recognise(data))
-        timings = batch_timings(recognised.results)
-        pieces = word_pieces(state.engine, recognised.windows, recognised.results, timings)
+        upload = await within(deadline, read_upload(data))
 
         async def events():
             words: list[Word] = []
+
+            def delta(piece: list[Word]) -> str:
+                event = {"type": "transcript.text.delta", "delta": (" " if words else "") + transcript(piece)}
+                words.extend(piece)
+                return formats.server_event(event)
+
+            pieces, results = PieceStream(state.engine, upload.windows), []
+            state.metrics.queue_depth.set(state.batcher.queued + len(upload.windows))
+            in_order = state.batcher.results_in_order(upload.samples)
             try:
-                while (piece := await within(deadline, asyncio.to_thread(next, pieces, None))) is not None:
+                while (result := await within(deadline, anext(in_order, None))) is not None:
+                    results.append(result)
+                    pieces.add(result)
+                    while pieces.ready():
+                        if piece := await pieces.next_words():
+                            yield delta(piece)
+                searching_since = time.perf_counter()
+                pieces.finish()
+                while (piece := await within(deadline, pieces.next_words())) is not None:
                     if piece:
-                        delta = (" " if words else "") + transcript(piece)
-                        yield formats.server_event({"type": "transcript.text.delta", "delta": delta})
-                        words += piece
+                        yield delta(piece)
                 yield formats.server_event({"type": "transcript.text.done", "text": transcript(words)})
-                observe(recognised, timings, time.perf_counter() - recognised.start)
+                timings = batch_timings(results)
+                timings.ctc = time.perf_counter() - searching_since  # the wait for words after the model
+                observe(upload, timings, time.perf_counter() - upload.start)
             except ApiError as error:
                 yield formats.server_event(error_body(request, error.status, error.message, error.kind))
             except Exception:
                 log.exception("request %s failed while streaming", request.state.request_id)
                 yield formats.server_event(error_body(request, 500, INTERNAL_ERROR, "server_error"))
+            finally:
+                await in_order.aclose()  # windows still queued are dropped
 
         return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
-    async def recognise(data: bytes) -> Recognised:
-        """Read the audio and run its windows through the model."""
+    async def read_upload(data: bytes) -> Upload:
+        """Read the audio (400/413/415 for what cannot be) and cut it into the model's windows."""
         engine = state.engine
         start = time.perf_counter()
         audio = await asyncio.to_thread(decode_audio, data, engine.sample_rate, settings.max_audio_seconds)
@@ -319,23 +337,22 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
             int(settings.chunk_overlap_seconds * rate),
             engine.frame_samples,
         )
-        state.metrics.queue_depth.set(state.batcher.queued + len(windows))
-        results = await state.batcher.recognise([audio.samples[w.start : w.stop] for w in windows])
-        return Recognised(windows, results, audio.seconds, decode_s, start)
+        samples = [audio.samples[w.start : w.stop] for w in windows]
+        return Upload(windows, samples, audio.seconds, decode_s, start)
 
-    def observe(recognised: Recognised, timings: Timings, total_s: float) -> None:
+    def observe(upload: Upload, timings: Timings, total_s: float) -> None:
         """A finished transcription's stage times and audio in the metrics."""
         metrics = state.metrics
         for stage, seconds in (
-            ("decode", recognised.decode_s),
+            ("decode", upload.decode_s),
             ("features", timings.features),
             ("inference", timings.inference),
             ("ctc", timings.ctc),
             ("total", total_s),
         ):
             metrics.stage_seconds.labels(stage=stage).observe(seconds)
-        metrics.audio_seconds.inc(recognised.duration)
-        metrics.real_time_factor.observe(total_s / recognised.duration)
+        metrics.audio_seconds.inc(upload.duration)
+        metrics.real_time_factor.observe(total_s / upload.duration)
 
     async def read_form(request: Request) -> tuple[bytes, dict[str, list[str]]]:
         """The multipart `file` and the other fields (repeatable ones as lists)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,6 +59,11 @@ class Batcher:
 
     async def recognise(self, windows: list[np.ndarray]) -> list[WindowResult]:
         """Frame scores for each window, in order; raises what the run raised for its batch."""
+        return [result async for result in self.results_in_order(windows)]
+
+    async def results_in_order(self, windows: list[np.ndarray]) -> AsyncIterator[WindowResult]:
+        """Frame scores for each window, in order, each as soon as it and those before it are done;
+        all windows are queued at once, so they batch as one request's would."""
         loop = asyncio.get_running_loop()
         request = next(self._request_ids)
         items = [_Item(w, loop.create_future(), request) for w in windows]
@@ -66,7 +71,8 @@ class Batcher:
         for item in items:
             self._queue.put_nowait(item)
         try:
-            return list(await asyncio.gather(*(item.future for item in items)))
+            for item in items:
+                yield await item.future
         finally:
             self._active.discard(request)
             for item in items:  # a cancelled request leaves nothing for the worker to compute

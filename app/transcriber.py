@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +16,7 @@ from app.shapes import PAD_SHAPES, ShapeBuckets
 from quantizer.ctc import frame_log_probabilities
 from quantizer.features import LogMelFrontEnd, pad_audio
 from quantizer.integer_model import IntegerModel
-from quantizer.lexicon import LexiconDecoder, LexiconSettings
+from quantizer.lexicon import LexiconDecoder, LexiconSettings, settled_pause_cuts
 from quantizer.lexicon_workers import SearchWorkers
 from quantizer.runtime import Recognizer, logit_scale
 
@@ -63,6 +65,7 @@ class Engine:
             raise ValueError(f"{model_dir}: the checkpoint stored no mel filterbank/window")
         self.labels = model.labels
         self.lexicon: LexiconDecoder | SearchWorkers | None = None
+        self.lexicon_settings = lexicon
         if lexicon is not None:
             self.lexicon = (
                 LexiconDecoder(model.labels, lexicon)
@@ -121,6 +124,11 @@ class Engine:
             results.append(WindowResult(log_probabilities, batch_id, len(windows), features_s, inference_s))
         return results
 
+    @property
+    def piece_frames(self) -> int | None:
+        """The longest piece the lexicon search takes at once; None for greedy decoding (no pieces)."""
+        return None if self.lexicon is None else self.lexicon_settings.max_frames
+
     def path_pieces(self, log_probabilities: np.ndarray) -> Iterator[np.ndarray]:
         """[T', classes] -> consecutive pieces of its CTC path, each when found: the lexicon beam
         search's pieces (cut at pauses, each ending its last word), or the whole argmax path."""
@@ -173,23 +181,78 @@ def batch_timings(results: list[WindowResult]) -> Timings:
     return timings
 
 
+def words_by_piece(engine: Engine, log_probabilities: np.ndarray, first_frame: int = 0) -> Iterator[list[Word]]:
+    """Frames [T', classes] (from output frame `first_frame` of the input) -> the words of each
+    piece of their path (Engine.path_pieces), piece by piece as the decoder finds them."""
+    frame_seconds = engine.frame_samples / engine.sample_rate
+    for path in engine.path_pieces(log_probabilities):
+        span = log_probabilities[: len(path)]
+        yield path_words(path, path_probabilities(span, path), engine.labels, frame_seconds, first_frame)
+        log_probabilities, first_frame = log_probabilities[len(path) :], first_frame + len(path)
+
+
 def word_pieces(
     engine: Engine, windows: list[Window], results: list[WindowResult], timings: Timings
 ) -> Iterator[list[Word]]:
     """Stitched windows -> their words, piece by piece as the decoder finds them (CPU-bound for
     lexicon decoding: iterate off the event loop); the time spent is added to timings.ctc."""
     start = time.perf_counter()
-    log_probabilities = stitch(windows, results)
-    pieces, first_frame = engine.path_pieces(log_probabilities), 0
-    frame_seconds = engine.frame_samples / engine.sample_rate
-    while (path := next(pieces, None)) is not None:
-        span = log_probabilities[first_frame : first_frame + len(path)]
-        words = path_words(path, path_probabilities(span, path), engine.labels, frame_seconds, first_frame)
-        first_frame += len(path)
+    pieces = words_by_piece(engine, stitch(windows, results))
+    while (words := next(pieces, None)) is not None:
         timings.ctc += time.perf_counter() - start
         yield words
         start = time.perf_counter()
     timings.ctc += time.perf_counter() - start
+
+
+class PieceStream:
+    """Window results, in order -> the words of each piece of the stitched frames, in order. A piece
+    is searched as soon as its cut is settled (settled_pause_cuts), while later windows are still
+    being recognised; the cuts, and so the words, are those of word_pieces on the whole input.
+    Greedy decoding has one piece: the whole input, decoded when the last window is in."""
+
+    def __init__(self, engine: Engine, windows: list[Window]):
+        self.engine, self.windows = engine, windows
+        self.received = 0  # window results added
+        self.tail = np.zeros((0, len(engine.labels) + 1), np.float32)  # frames not yet searched [T'', classes]
+        self.tail_start = 0  # the output frame tail[0] is
+        self.searches: deque[asyncio.Task[list[Word]]] = deque()  # in the input's order
+
+    def add(self, result: WindowResult) -> None:
+        """The next window's result; starts the searches of the pieces it settles. Call on the event loop."""
+        window = self.windows[self.received]
+        self.received += 1
+        self.tail = np.concatenate([self.tail, result.log_probabilities[window.keep_from : window.keep_to]])
+        longest = self.engine.piece_frames
+        if longest is None:
+            return
+        space, blank = self.engine.labels.index(" "), len(self.engine.labels)
+        done = 0
+        for cut in settled_pause_cuts(self.tail, blank, space, longest):
+            self._search(self.tail[done:cut], self.tail_start + done)
+            done = cut
+        self.tail, self.tail_start = self.tail[done:], self.tail_start + done
+
+    def finish(self) -> None:
+        """No more windows: search what is left."""
+        if self.received != len(self.windows):
+            raise ValueError(f"{self.received} of {len(self.windows)} windows were added")
+        self._search(self.tail, self.tail_start)
+        self.tail = self.tail[len(self.tail) :]
+
+    async def next_words(self) -> list[Word] | None:
+        """The next piece's words once its search is done; None when every piece has been given."""
+        return await self.searches.popleft() if self.searches else None
+
+    def ready(self) -> bool:
+        """Whether the next piece's words are there without waiting."""
+        return bool(self.searches) and self.searches[0].done()
+
+    def _search(self, log_probabilities: np.ndarray, first_frame: int) -> None:
+        def words() -> list[Word]:
+            return [word for piece in words_by_piece(self.engine, log_probabilities, first_frame) for word in piece]
+
+        self.searches.append(asyncio.ensure_future(asyncio.to_thread(words)))
 
 
 def decode(engine: Engine, windows: list[Window], results: list[WindowResult]) -> tuple[list[Word], Timings]:

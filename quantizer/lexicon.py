@@ -112,7 +112,7 @@ def pause_cuts(log_probabilities: np.ndarray, blank: int, space: int, longest: i
     if frames <= longest:
         return []
     silence = np.logaddexp(log_probabilities[:, blank], log_probabilities[:, space])  # [T']
-    edge = np.full(PAUSE_FRAMES, silence.min())
+    edge = np.full(PAUSE_FRAMES, -np.inf)  # past either end nothing is known: never a pause
     padded = np.concatenate([edge, silence, edge])
     surroundings = sliding_window_view(padded, 2 * PAUSE_FRAMES + 1).min(axis=1)  # [T']: least silent neighbour
     cuts, start = [], 0
@@ -121,6 +121,15 @@ def pause_cuts(log_probabilities: np.ndarray, blank: int, space: int, longest: i
         start = last - int(np.argmax(surroundings[first : last + 1][::-1]))
         cuts.append(start)
     return cuts
+
+
+def settled_pause_cuts(log_probabilities: np.ndarray, blank: int, space: int, longest: int) -> list[int]:
+    """The first frames [T', classes] of a longer input -> those of its pause_cuts that the frames
+    still to come cannot change: each cut is chosen from frames up to PAUSE_FRAMES past its span."""
+    cuts = pause_cuts(log_probabilities, blank, space, longest)
+    starts = [0, *cuts][: len(cuts)]  # where the piece each cut ends begins
+    known = len(log_probabilities)
+    return [cut for start, cut in zip(starts, cuts, strict=True) if start + longest + PAUSE_FRAMES < known]
 
 
 def pieces_at_pauses(log_probabilities: np.ndarray, blank: int, space: int, longest: int) -> list[np.ndarray]:

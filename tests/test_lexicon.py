@@ -2,7 +2,14 @@ import numpy as np
 import pytest
 
 from quantizer.ctc import greedy_text, log_softmax
-from quantizer.lexicon import LexiconDecoder, LexiconSettings, english_unigrams, joined_paths, pause_cuts
+from quantizer.lexicon import (
+    LexiconDecoder,
+    LexiconSettings,
+    english_unigrams,
+    joined_paths,
+    pause_cuts,
+    settled_pause_cuts,
+)
 from quantizer.nemo_configs import ENGLISH_LABELS
 
 BLANK = len(ENGLISH_LABELS)
@@ -117,6 +124,20 @@ def test_a_long_input_is_cut_at_its_pauses_into_pieces_no_longer_than_the_limit(
     assert cuts and all(0 < b - a <= 40 for a, b in zip(edges, edges[1:], strict=False))
     assert all(silent[cut - 8 : cut + 9].all() for cut in cuts)  # inside a pause, not a word
     assert pause_cuts(frames, BLANK, ENGLISH_LABELS.index(" "), len(frames)) == []
+
+
+def test_cuts_settled_on_the_first_frames_are_the_first_cuts_of_the_whole():
+    """A stream's frames arrive a window at a time; the cuts it may act on early are the whole input's."""
+    space = ENGLISH_LABELS.index(" ")
+    frames = log_softmax(np.random.default_rng(3).normal(0, 3, (700, len(ENGLISH_LABELS) + 1)).astype(np.float32))
+    whole = pause_cuts(frames, BLANK, space, 60)
+    assert len(whole) >= 10
+    settled_counts = []
+    for known in range(0, len(frames) + 1, 7):
+        settled = settled_pause_cuts(frames[:known], BLANK, space, 60)
+        assert settled == whole[: len(settled)], known
+        settled_counts.append(len(settled))
+    assert settled_counts[-1] >= len(whole) - 1 and sorted(settled_counts) == settled_counts
 
 
 def test_a_search_in_pieces_gives_the_words_of_one_search():

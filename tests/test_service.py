@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -23,7 +24,7 @@ import app.settings
 from app.api import create_app
 from app.model_store import COMPLETE_FILE, cache_key
 from app.settings import Settings
-from app.transcriber import Engine
+from app.transcriber import Engine, PieceStream, decode, plan_windows
 from quantizer.ctc import frame_log_probabilities, greedy_text
 from quantizer.features import LogMelFrontEnd
 from quantizer.integer_model import IntegerModel
@@ -322,16 +323,56 @@ def server_events(response) -> list[dict]:
     return [json.loads(line[len("data: ") :]) for line in response.text.splitlines() if line.startswith("data: ")]
 
 
+def test_pieces_are_searched_while_later_windows_are_still_coming_and_give_the_whole_inputs_words(client, cache):
+    """PieceStream starts a piece's search once the windows have passed its settled cut; its words
+    (times and confidences too) are those of decoding the stitched input at once."""
+    folder = next(p for p in cache.iterdir() if (p / COMPLETE_FILE).exists())
+    lexicon = replace(app.settings.Settings().lexicon(), word_score=20.0, max_frames=60)
+    engine = Engine(folder, "integer", "cpu", 1, window_seconds=2.0, lexicon=lexicon, search_workers=2)
+    try:
+        samples = speechlike(12.0, seed=5)
+        windows = plan_windows(len(samples), 2 * RATE, RATE // 2, engine.frame_samples)
+        results = [engine.run([samples[w.start : w.stop]])[0] for w in windows]
+        whole, _ = decode(engine, windows, results)
+
+        async def streamed() -> tuple[list, list[int]]:
+            pieces, searching = PieceStream(engine, windows), []
+            for result in results:
+                pieces.add(result)
+                searching.append(len(pieces.searches))
+            pieces.finish()
+            words = []
+            while (piece := await pieces.next_words()) is not None:
+                words += piece
+            return words, searching
+
+        words, searching = asyncio.run(streamed())
+    finally:
+        engine.close()
+    assert len(windows) >= 8 and len(whole) >= 3
+    assert searching[len(windows) // 2] >= 2  # half way through, pieces are already being searched
+    assert words == whole
+
+
 def test_a_streamed_transcription_sends_each_pieces_words_then_the_whole_text(quartznet_nemo, cache, monkeypatch):
     """stream=true: one `transcript.text.delta` per piece the lexicon search found words in (pieces
-    of 60 frames here, so several), in order, then `transcript.text.done`: the text of the same
-    request without streaming. The official client reads the same events."""
+    of 60 frames and windows of 4 s here, so several of each), in order, then
+    `transcript.text.done`: the text of the same request without streaming. The official client
+    reads the same events."""
     from openai import OpenAI
 
     lexicon = app.settings.Settings.lexicon
     monkeypatch.setattr(app.settings.Settings, "lexicon", lambda self: replace(lexicon(self), max_frames=60))
-    wav = encode(speechlike(8.0, seed=4))
-    settings = settings_for(quartznet_nemo, cache, decoder="lexicon", word_score=20.0, search_workers=2)
+    wav = encode(speechlike(16.0, seed=4))
+    settings = settings_for(
+        quartznet_nemo,
+        cache,
+        decoder="lexicon",
+        word_score=20.0,
+        search_workers=2,
+        chunk_seconds=4.0,
+        chunk_overlap_seconds=1.0,
+    )
     with TestClient(create_app(settings, exit_on_failure=False)) as test_client:
         wait_ready(test_client)
         whole = test_client.post("/v1/audio/transcriptions", data={"model": "m"}, files={"file": ("a.wav", wav)})
