@@ -297,7 +297,7 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
 
             pieces, results = PieceStream(state.engine, upload.windows), []
             state.metrics.queue_depth.set(state.batcher.queued + len(upload.windows))
-            in_order = state.batcher.results_in_order(upload.samples)
+            in_order = state.batcher.results_in_order(upload.samples, head=pieces.head_windows())
             try:
                 while (result := await within(deadline, anext(in_order, None))) is not None:
                     results.append(result)

@@ -61,17 +61,22 @@ class Batcher:
         """Frame scores for each window, in order; raises what the run raised for its batch."""
         return [result async for result in self.results_in_order(windows)]
 
-    async def results_in_order(self, windows: list[np.ndarray]) -> AsyncIterator[WindowResult]:
-        """Frame scores for each window, in order, each as soon as it and those before it are done;
-        all windows are queued at once, so they batch as one request's would."""
+    async def results_in_order(self, windows: list[np.ndarray], head: int | None = None) -> AsyncIterator[WindowResult]:
+        """Frame scores for each window, in order, each as soon as it and those before it are done.
+        head: queue only the first `head` windows until their results are in, so that they make a
+        small first batch (a stream's first words); otherwise all at once, as recognise does."""
         loop = asyncio.get_running_loop()
         request = next(self._request_ids)
         items = [_Item(w, loop.create_future(), request) for w in windows]
+        head = len(items) if head is None else head
         self._active.add(request)
-        for item in items:
+        for item in items[:head]:
             self._queue.put_nowait(item)
         try:
-            for item in items:
+            for index, item in enumerate(items):
+                if index == head:
+                    for later in items[head:]:
+                        self._queue.put_nowait(later)
                 yield await item.future
         finally:
             self._active.discard(request)

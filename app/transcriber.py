@@ -16,7 +16,7 @@ from app.shapes import PAD_SHAPES, ShapeBuckets
 from quantizer.ctc import frame_log_probabilities
 from quantizer.features import LogMelFrontEnd, pad_audio
 from quantizer.integer_model import IntegerModel
-from quantizer.lexicon import LexiconDecoder, LexiconSettings, settled_pause_cuts
+from quantizer.lexicon import PAUSE_FRAMES, LexiconDecoder, LexiconSettings, settled_pause_cuts
 from quantizer.lexicon_workers import SearchWorkers
 from quantizer.runtime import Recognizer, logit_scale
 
@@ -217,6 +217,14 @@ class PieceStream:
         self.tail = np.zeros((0, len(engine.labels) + 1), np.float32)  # frames not yet searched [T'', classes]
         self.tail_start = 0  # the output frame tail[0] is
         self.searches: deque[asyncio.Task[list[Word]]] = deque()  # in the input's order
+
+    def head_windows(self) -> int:
+        """How many windows' frames settle the first cut (all of them for greedy decoding)."""
+        if self.engine.piece_frames is None:
+            return len(self.windows)
+        needed = self.engine.piece_frames + PAUSE_FRAMES + 1  # frames known when the first cut settles
+        kept = np.cumsum([window.keep_to - window.keep_from for window in self.windows])
+        return min(int(np.searchsorted(kept, needed)) + 1, len(self.windows))
 
     def add(self, result: WindowResult) -> None:
         """The next window's result; starts the searches of the pieces it settles. Call on the event loop."""

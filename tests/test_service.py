@@ -335,21 +335,23 @@ def test_pieces_are_searched_while_later_windows_are_still_coming_and_give_the_w
         results = [engine.run([samples[w.start : w.stop]])[0] for w in windows]
         whole, _ = decode(engine, windows, results)
 
-        async def streamed() -> tuple[list, list[int]]:
+        async def streamed() -> tuple[list, list[int], int]:
             pieces, searching = PieceStream(engine, windows), []
+            head = pieces.head_windows()
             for result in results:
                 pieces.add(result)
                 searching.append(len(pieces.searches))
+            assert searching[: head - 1] == [0] * (head - 1) and searching[head - 1] == 1  # it settles the first cut
             pieces.finish()
             words = []
             while (piece := await pieces.next_words()) is not None:
                 words += piece
-            return words, searching
+            return words, searching, head
 
-        words, searching = asyncio.run(streamed())
+        words, searching, head = asyncio.run(streamed())
     finally:
         engine.close()
-    assert len(windows) >= 8 and len(whole) >= 3
+    assert len(windows) >= 8 and len(whole) >= 3 and 1 <= head < len(windows) // 2
     assert searching[len(windows) // 2] >= 2  # half way through, pieces are already being searched
     assert words == whole
 
@@ -560,3 +562,4 @@ def test_cors_headers_only_when_configured(client, quartznet_nemo, cache):
     with TestClient(create_app(settings, exit_on_failure=False)) as test_client:
         allowed = test_client.options("/v1/transcribe", headers=preflight)
         assert allowed.headers["access-control-allow-origin"] == "https://example.com"
+        wait_ready(test_client)  # a startup job still in native code when Python exits aborts the process
