@@ -191,24 +191,10 @@ def words_by_piece(engine: Engine, log_probabilities: np.ndarray, first_frame: i
         log_probabilities, first_frame = log_probabilities[len(path) :], first_frame + len(path)
 
 
-def word_pieces(
-    engine: Engine, windows: list[Window], results: list[WindowResult], timings: Timings
-) -> Iterator[list[Word]]:
-    """Stitched windows -> their words, piece by piece as the decoder finds them (CPU-bound for
-    lexicon decoding: iterate off the event loop); the time spent is added to timings.ctc."""
-    start = time.perf_counter()
-    pieces = words_by_piece(engine, stitch(windows, results))
-    while (words := next(pieces, None)) is not None:
-        timings.ctc += time.perf_counter() - start
-        yield words
-        start = time.perf_counter()
-    timings.ctc += time.perf_counter() - start
-
-
 class PieceStream:
     """Window results, in order -> the words of each piece of the stitched frames, in order. A piece
     is searched as soon as its cut is settled (settled_pause_cuts), while later windows are still
-    being recognised; the cuts, and so the words, are those of word_pieces on the whole input.
+    being recognised; the cuts, and so the words, are those of `decode` on the whole input.
     Greedy decoding has one piece: the whole input, decoded when the last window is in."""
 
     def __init__(self, engine: Engine, windows: list[Window]):
@@ -266,5 +252,7 @@ class PieceStream:
 def decode(engine: Engine, windows: list[Window], results: list[WindowResult]) -> tuple[list[Word], Timings]:
     """Stitched windows -> words (CPU-bound for lexicon decoding: call it off the event loop)."""
     timings = batch_timings(results)
-    words = [word for piece in word_pieces(engine, windows, results, timings) for word in piece]
+    start = time.perf_counter()
+    words = [word for piece in words_by_piece(engine, stitch(windows, results)) for word in piece]
+    timings.ctc = time.perf_counter() - start
     return words, timings
