@@ -321,6 +321,7 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
                 yield formats.server_event(error_body(request, 500, INTERNAL_ERROR, "server_error"))
             finally:
                 await in_order.aclose()  # windows still queued are dropped
+                pieces.abandon()
 
         return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 

@@ -238,6 +238,13 @@ class PieceStream:
         """The next piece's words once its search is done; None when every piece has been given."""
         return await self.searches.popleft() if self.searches else None
 
+    def abandon(self) -> None:
+        """Stop waiting for the pieces not yet given: a stream that ended early (an error, a client
+        gone). Their searches run to their end in their threads; the results are dropped."""
+        for search in self.searches:
+            search.cancel()
+        self.searches.clear()
+
     def ready(self) -> bool:
         """Whether the next piece's words are there without waiting."""
         return bool(self.searches) and self.searches[0].done()

@@ -346,6 +346,13 @@ def test_pieces_are_searched_while_later_windows_are_still_coming_and_give_the_w
             words = []
             while (piece := await pieces.next_words()) is not None:
                 words += piece
+            early = PieceStream(engine, windows)  # a stream that ends after its first pieces
+            for result in results[: head + 2]:
+                early.add(result)
+            pending = list(early.searches)
+            early.abandon()
+            await asyncio.gather(*pending, return_exceptions=True)
+            assert pending and all(search.cancelled() for search in pending) and await early.next_words() is None
             return words, searching, head
 
         words, searching, head = asyncio.run(streamed())
