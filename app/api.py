@@ -29,7 +29,7 @@ from app.limits import BodyLimit
 from app.metrics import Metrics
 from app.model_store import PreparedModel, prepare_model
 from app.settings import Settings
-from app.transcriber import Engine, PieceStream, Timings, Window, batch_timings, decode, plan_windows
+from app.transcriber import Engine, PieceStream, Timings, Window, WindowResult, batch_timings, decode, plan_windows
 from quantizer.synthetic import SyntheticSettings
 
 log = logging.getLogger("qasr.api")
@@ -295,12 +295,13 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
                 words.extend(piece)
                 return formats.server_event(event)
 
-            pieces, results = PieceStream(state.engine, upload.windows), []
+            pieces = PieceStream(state.engine, upload.windows)
+            batches: dict[int, WindowResult] = {}  # one result per batch, for its timings
             state.metrics.queue_depth.set(state.batcher.queued + len(upload.windows))
             in_order = state.batcher.results_in_order(upload.samples, head=pieces.head_windows())
             try:
                 while (result := await within(deadline, anext(in_order, None))) is not None:
-                    results.append(result)
+                    batches[result.batch_id] = result
                     pieces.add(result)
                     while pieces.ready():
                         if piece := await pieces.next_words():
@@ -311,7 +312,7 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
                     if piece:
                         yield delta(piece)
                 yield formats.server_event({"type": "transcript.text.done", "text": transcript(words)})
-                timings = batch_timings(results)
+                timings = batch_timings(list(batches.values()))
                 timings.ctc = time.perf_counter() - searching_since  # the wait for words after the model
                 observe(upload, timings, time.perf_counter() - upload.start)
             except ApiError as error:

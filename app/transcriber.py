@@ -165,10 +165,14 @@ def plan_windows(total: int, window: int, overlap: int, frame: int) -> list[Wind
         start += step
 
 
+def kept_frames(window: Window, result: WindowResult) -> np.ndarray:
+    """The frames of a window's result that count for the input [keep_to - keep_from, classes]."""
+    return result.log_probabilities[window.keep_from : window.keep_to]
+
+
 def stitch(windows: list[Window], results: list[WindowResult]) -> np.ndarray:
     """Concatenate the kept frames of each window -> log-probabilities [T', classes]."""
-    kept = [r.log_probabilities[w.keep_from : w.keep_to] for w, r in zip(windows, results, strict=True)]
-    return np.concatenate(kept)
+    return np.concatenate([kept_frames(w, r) for w, r in zip(windows, results, strict=True)])
 
 
 def batch_timings(results: list[WindowResult]) -> Timings:
@@ -216,7 +220,7 @@ class PieceStream:
         """The next window's result; starts the searches of the pieces it settles. Call on the event loop."""
         window = self.windows[self.received]
         self.received += 1
-        self.tail = np.concatenate([self.tail, result.log_probabilities[window.keep_from : window.keep_to]])
+        self.tail = np.concatenate([self.tail, kept_frames(window, result)])
         longest = self.engine.piece_frames
         if longest is None:
             return

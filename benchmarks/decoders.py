@@ -53,9 +53,9 @@ def main() -> None:
         ),
     }
     for name, settings in searches.items():
-        rss, start = tree_memory_bytes(os.getpid()), time.perf_counter()
+        held, start = tree_memory_bytes(os.getpid()), time.perf_counter()
         decoders[name] = LexiconDecoder(model.labels, settings)
-        added_mb = (tree_memory_bytes(os.getpid()) - rss) / 2**20
+        added_mb = (tree_memory_bytes(os.getpid()) - held) / 2**20
         built.append(f"{name} in {time.perf_counter() - start:.1f} s, +{added_mb:.0f} MB")
     seconds = {"model": 0.0, "greedy": 0.0} | dict.fromkeys(decoders, 0.0)
     audio_s = 0.0

@@ -203,7 +203,9 @@ class _Template:
         try:
             _read_answer(self.replies)
         except EOFError:
-            raise SearchError(f"the search template stopped while starting (exit code {self.process.wait()})") from None
+            self.close()
+            code = self.process.returncode
+            raise SearchError(f"the search template stopped while starting (exit code {code})") from None
         except SearchError:
             self.close()
             raise
@@ -332,6 +334,8 @@ if __name__ == "__main__":
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # whatever a library prints goes to the log
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the service ends the workers
     orders = socket.socket(fileno=os.dup(sys.stdin.fileno()))
-    os.dup2(os.open(os.devnull, os.O_RDONLY), sys.stdin.fileno())  # so that only `orders` holds the socket
+    nothing = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(nothing, sys.stdin.fileno())  # so that only `orders` holds the socket
+    os.close(nothing)
     labels, fields = json.loads(sys.argv[1])
     serve_forks(labels, LexiconSettings(**fields), orders)

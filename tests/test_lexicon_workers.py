@@ -17,7 +17,7 @@ import pytest
 
 from quantizer.ctc import log_softmax
 from quantizer.lexicon import SHIPPED_LANGUAGE_MODEL, LexiconDecoder, LexiconSettings, pieces_at_pauses
-from quantizer.lexicon_workers import SearchError, SearchWorkers
+from quantizer.lexicon_workers import SearchError, SearchWorkers, _Template
 from quantizer.nemo_configs import ENGLISH_LABELS
 from tests.processes import ended_within, running
 
@@ -100,6 +100,11 @@ def test_a_worker_killed_mid_service_fails_one_search_and_is_replaced(in_process
         np.testing.assert_array_equal(pool.best_path(frames), in_process.best_path(frames))
     finally:
         pool.close()
+
+
+def test_a_template_that_ends_before_answering_is_an_error_with_its_exit_code():
+    with pytest.raises(SearchError, match=r"template stopped while starting \(exit code 3\)"):
+        _Template([sys.executable, "-c", "raise SystemExit(3)"])
 
 
 def test_a_decoder_that_cannot_be_built_stops_the_start_with_its_reason():
