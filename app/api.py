@@ -9,7 +9,8 @@ import secrets
 import threading
 import time
 import uuid
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,14 +43,18 @@ LANGUAGES = ("en", "english")
 
 
 _FILE = {"type": "string", "format": "binary", "description": "audio: WAV, FLAC, OGG/Opus, MP3, ..."}
+_STREAM = {"type": "boolean", "description": "server-sent events: each piece's timed words, then the whole answer"}
 NATIVE_BODY = {
+    "parameters": [{"name": "stream", "in": "query", "required": False, "schema": _STREAM}],
     "requestBody": {
         "required": True,
         "content": {
-            "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {"file": _FILE}}},
+            "multipart/form-data": {
+                "schema": {"type": "object", "required": ["file"], "properties": {"file": _FILE, "stream": _STREAM}}
+            },
             "application/octet-stream": {"schema": _FILE},
         },
-    }
+    },
 }
 OPENAI_BODY = {
     "requestBody": {
@@ -77,6 +82,20 @@ OPENAI_BODY = {
         },
     }
 }
+
+
+def stream_wanted(values: list[str]) -> bool:
+    """A `stream` field's values (the last counts; none: false) -> whether to answer with events."""
+    stream = BOOLEANS.get(values[-1].strip().lower() if values else "false")
+    if stream is None:
+        raise ApiError(400, "stream: 'true' or 'false'")
+    return stream
+
+
+def word_bodies(words: list[Word]) -> list[dict]:
+    return [
+        {"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3), "confidence": w.confidence} for w in words
+    ]
 
 
 class ApiError(Exception):
@@ -278,53 +297,105 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
         observe(upload, timings, total_s)
         return Transcription(words, upload.duration, timings, upload.decode_s, total_s)
 
-    async def transcription_events(data: bytes, request: Request) -> StreamingResponse:
-        """OpenAI's streamed transcription: server-sent `transcript.text.delta` events with the words of
-        each piece as the decoder finds them (PieceStream: a piece is searched as soon as the model has
-        passed its end), then `transcript.text.done` with the whole text. Errors found before the
-        first event are HTTP errors as usual; after it, an event holding the error body."""
-        require_ready()
-        deadline = time.monotonic() + settings.request_timeout_s
-        upload = await within(deadline, read_upload(data))
+    async def words_as_found(upload: Upload, deadline: float, timings: Timings) -> AsyncIterator[list[Word]]:
+        """The words of each piece of the upload that has any, in order, as the decoder finds them
+        (PieceStream: a piece is searched as soon as the model has passed its end); at the end,
+        `timings` holds the request's stage times and the metrics have seen it. 504 past `deadline`."""
+        pieces = PieceStream(state.engine, upload.windows)
+        batches: dict[int, WindowResult] = {}  # one result per batch, for its timings
+        state.metrics.queue_depth.set(state.batcher.queued + len(upload.windows))
+        in_order = state.batcher.results_in_order(upload.samples, head=pieces.head_windows())
+        try:
+            while (result := await within(deadline, anext(in_order, None))) is not None:
+                batches[result.batch_id] = result
+                pieces.add(result)
+                while pieces.ready():
+                    if piece := await pieces.next_words():
+                        yield piece
+            searching_since = time.perf_counter()
+            pieces.finish()
+            while (piece := await within(deadline, pieces.next_words())) is not None:
+                if piece:
+                    yield piece
+            found = batch_timings(list(batches.values()))
+            timings.features, timings.inference = found.features, found.inference
+            timings.batch_sizes = found.batch_sizes
+            timings.ctc = time.perf_counter() - searching_since  # the wait for words after the model
+            observe(upload, timings, time.perf_counter() - upload.start)
+        finally:
+            await in_order.aclose()  # windows still queued are dropped
+            pieces.abandon()
 
-        async def events():
-            words: list[Word] = []
+    def server_sent(request: Request, events: AsyncIterator[dict]) -> StreamingResponse:
+        """`events` as server-sent events. Errors found before the first event are HTTP errors as
+        usual (the caller reads the upload first); after it, a last event holding the error body."""
 
-            def delta(piece: list[Word]) -> str:
-                event = {"type": "transcript.text.delta", "delta": (" " if words else "") + transcript(piece)}
-                words.extend(piece)
-                return formats.server_event(event)
-
-            pieces = PieceStream(state.engine, upload.windows)
-            batches: dict[int, WindowResult] = {}  # one result per batch, for its timings
-            state.metrics.queue_depth.set(state.batcher.queued + len(upload.windows))
-            in_order = state.batcher.results_in_order(upload.samples, head=pieces.head_windows())
+        async def body():
             try:
-                while (result := await within(deadline, anext(in_order, None))) is not None:
-                    batches[result.batch_id] = result
-                    pieces.add(result)
-                    while pieces.ready():
-                        if piece := await pieces.next_words():
-                            yield delta(piece)
-                searching_since = time.perf_counter()
-                pieces.finish()
-                while (piece := await within(deadline, pieces.next_words())) is not None:
-                    if piece:
-                        yield delta(piece)
-                yield formats.server_event({"type": "transcript.text.done", "text": transcript(words)})
-                timings = batch_timings(list(batches.values()))
-                timings.ctc = time.perf_counter() - searching_since  # the wait for words after the model
-                observe(upload, timings, time.perf_counter() - upload.start)
+                async for event in events:
+                    yield formats.server_event(event)
             except ApiError as error:
                 yield formats.server_event(error_body(request, error.status, error.message, error.kind))
             except Exception:
                 log.exception("request %s failed while streaming", request.state.request_id)
                 yield formats.server_event(error_body(request, 500, INTERNAL_ERROR, "server_error"))
             finally:
-                await in_order.aclose()  # windows still queued are dropped
-                pieces.abandon()
+                await events.aclose()
 
-        return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        return StreamingResponse(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+    async def openai_events(upload: Upload, deadline: float) -> AsyncIterator[dict]:
+        """OpenAI's streamed transcription: `transcript.text.delta` with each piece's words, then
+        `transcript.text.done` with the whole text."""
+        words: list[Word] = []
+        async with aclosing(words_as_found(upload, deadline, Timings())) as pieces:
+            async for piece in pieces:
+                yield {"type": "transcript.text.delta", "delta": (" " if words else "") + transcript(piece)}
+                words.extend(piece)
+        yield {"type": "transcript.text.done", "text": transcript(words)}
+
+    async def native_events(upload: Upload, deadline: float) -> AsyncIterator[dict]:
+        """`transcript.words` with each piece's timed words, then `transcript.done` with the body
+        the same request gets without streaming."""
+        words: list[Word] = []
+        timings = Timings()
+        async with aclosing(words_as_found(upload, deadline, timings)) as pieces:
+            async for piece in pieces:
+                yield {"type": "transcript.words", "words": word_bodies(piece)}
+                words.extend(piece)
+        total_s = time.perf_counter() - upload.start
+        done = Transcription(words, upload.duration, timings, upload.decode_s, total_s)
+        yield {"type": "transcript.done", **native_body(done)}
+
+    async def streamed(data: bytes, request: Request, events) -> StreamingResponse:
+        """Read the upload (HTTP errors for bad audio), then answer with `events(upload, deadline)`."""
+        require_ready()
+        deadline = time.monotonic() + settings.request_timeout_s
+        upload = await within(deadline, read_upload(data))
+        return server_sent(request, events(upload, deadline))
+
+    def native_body(result: Transcription) -> dict:
+        """`/v1/transcribe`'s answer."""
+        return {
+            "text": transcript(result.words),
+            "words": word_bodies(result.words),
+            "duration": round(result.duration, 3),
+            "model": settings.model_name,
+            "backend": settings.backend,
+            "decoder": settings.decoding(),
+            "provider": state.engine.recognizer.provider,
+            "timings_ms": {
+                k: round(v * 1000, 2)
+                for k, v in (
+                    ("decode", result.decode_s),
+                    ("features", result.timings.features),
+                    ("inference", result.timings.inference),
+                    ("ctc", result.timings.ctc),
+                    ("total", result.total_s),
+                )
+            },
+            "batch_sizes": result.timings.batch_sizes,
+        }
 
     async def read_upload(data: bytes) -> Upload:
         """Read the audio (400/413/415 for what cannot be) and cut it into the model's windows."""
@@ -417,36 +488,17 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
 
     @app.post("/v1/transcribe", openapi_extra=NATIVE_BODY)
     async def transcribe_native(request: Request):
-        """Multipart `file`, or the audio file as the raw request body."""
+        """Multipart `file`, or the audio file as the raw request body; `stream=true` (a query
+        parameter, or a form field) for server-sent events."""
         authorize(request)
+        fields: dict[str, list[str]] = {}
         if request.headers.get("content-type", "").startswith("multipart/form-data"):
-            data, _ = await read_form(request)
+            data, fields = await read_form(request)
         else:
             data = await request.body()
-        result = await transcribe(data)
-        return {
-            "text": transcript(result.words),
-            "words": [
-                {"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3), "confidence": w.confidence}
-                for w in result.words
-            ],
-            "duration": round(result.duration, 3),
-            "model": settings.model_name,
-            "backend": settings.backend,
-            "decoder": settings.decoding(),
-            "provider": state.engine.recognizer.provider,
-            "timings_ms": {
-                k: round(v * 1000, 2)
-                for k, v in (
-                    ("decode", result.decode_s),
-                    ("features", result.timings.features),
-                    ("inference", result.timings.inference),
-                    ("ctc", result.timings.ctc),
-                    ("total", result.total_s),
-                )
-            },
-            "batch_sizes": result.timings.batch_sizes,
-        }
+        if stream_wanted(fields.get("stream", request.query_params.getlist("stream"))):
+            return await streamed(data, request, native_events)
+        return native_body(await transcribe(data))
 
     @app.post("/v1/audio/transcriptions", openapi_extra=OPENAI_BODY)
     async def transcribe_openai(request: Request):
@@ -465,13 +517,10 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
         granularities = set(fields.get("timestamp_granularities[]", []) + fields.get("timestamp_granularities", []))
         if granularities - {"word", "segment"}:
             raise ApiError(400, "timestamp_granularities[] takes 'word' and/or 'segment'")
-        stream = BOOLEANS.get(fields.get("stream", ["false"])[-1].strip().lower())
-        if stream is None:
-            raise ApiError(400, "stream: 'true' or 'false'")
-        if stream:
+        if stream_wanted(fields.get("stream", [])):
             if response_format not in STREAMED_FORMATS:
                 raise ApiError(400, f"stream=true sends text deltas: response_format must be one of {STREAMED_FORMATS}")
-            return await transcription_events(data, request)
+            return await streamed(data, request, openai_events)
         result = await transcribe(data)
         text = transcript(result.words)
         if response_format == "text":

@@ -196,10 +196,11 @@ def words_by_piece(engine: Engine, log_probabilities: np.ndarray, first_frame: i
 
 
 class PieceStream:
-    """Window results, in order -> the words of each piece of the stitched frames, in order. A piece
+    """Window results, in order -> the words of each piece of the stitched frames, in order, with
+    the words, times and confidences of `decode` on the whole input. With the lexicon search a piece
     is searched as soon as its cut is settled (settled_pause_cuts), while later windows are still
-    being recognised; the cuts, and so the words, are those of `decode` on the whole input.
-    Greedy decoding has one piece: the whole input, decoded when the last window is in."""
+    being recognised. Greedy decoding cuts each window's frames at their last space: every word
+    before it is complete, and each frame's class is its own argmax, so no later frame changes it."""
 
     def __init__(self, engine: Engine, windows: list[Window]):
         self.engine, self.windows = engine, windows
@@ -209,9 +210,9 @@ class PieceStream:
         self.searches: deque[asyncio.Task[list[Word]]] = deque()  # in the input's order
 
     def head_windows(self) -> int:
-        """How many windows' frames settle the first cut (all of them for greedy decoding)."""
+        """How many windows' frames settle the first cut (one for greedy decoding)."""
         if self.engine.piece_frames is None:
-            return len(self.windows)
+            return 1
         needed = self.engine.piece_frames + PAUSE_FRAMES + 1  # frames known when the first cut settles
         kept = np.cumsum([window.keep_to - window.keep_from for window in self.windows])
         return min(int(np.searchsorted(kept, needed)) + 1, len(self.windows))
@@ -221,14 +222,18 @@ class PieceStream:
         window = self.windows[self.received]
         self.received += 1
         self.tail = np.concatenate([self.tail, kept_frames(window, result)])
-        longest = self.engine.piece_frames
-        if longest is None:
-            return
-        space, blank = self.engine.labels.index(" "), len(self.engine.labels)
+        labels, longest = self.engine.labels, self.engine.piece_frames
+        if longest is not None:
+            cuts = settled_pause_cuts(self.tail, len(labels), labels.index(" "), longest)
+        elif " " in labels:
+            cuts = np.flatnonzero(self.tail.argmax(axis=1) == labels.index(" "))[-1:].tolist()  # the last space
+        else:
+            cuts = []  # words cannot be told apart before the end
         done = 0
-        for cut in settled_pause_cuts(self.tail, blank, space, longest):
-            self._search(self.tail[done:cut], self.tail_start + done)
-            done = cut
+        for cut in cuts:
+            if cut > done:
+                self._search(self.tail[done:cut], self.tail_start + done)
+                done = cut
         self.tail, self.tail_start = self.tail[done:], self.tail_start + done
 
     def finish(self) -> None:

@@ -1,8 +1,9 @@
 """How soon a streamed transcription's first words arrive, next to the whole answer, in one run.
 
     .venv/bin/python benchmarks/streaming.py --manifest M [--minutes 5] [--model M.nemo] [--repeats 3]
+        [--decoder auto|greedy|lexicon]
 
-Starts `qasr serve` on the model (default: the shipped one, so the lexicon search in its workers),
+Starts `qasr serve` on the model (default: the shipped one, so by default the lexicon search in its workers),
 joins the manifest's utterances in order into one recording of about --minutes (a long upload),
 and sends it to `/v1/audio/transcriptions` --repeats times each way, alternating: without `stream`
 (the whole JSON answer) and with `stream=true` (server-sent events). Prints the median seconds to
@@ -80,6 +81,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--model", type=Path, default=SHIPPED_MODEL)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--decoder", choices=("auto", "greedy", "lexicon"), default="auto")
     parser.add_argument("--work", type=Path, default=Path("/tmp/qasr-bench"))
     parser.add_argument("--port", type=int, default=8767)
     args = parser.parse_args()
@@ -87,7 +89,7 @@ def main() -> None:
     wav = joined_recording(args.manifest, args.minutes)
     minutes = soundfile.info(io.BytesIO(wav)).duration / 60
     args.work.mkdir(parents=True, exist_ok=True)
-    server = start_server(args.model, "integer", args.work, args.port, 0, "auto", 0)
+    server = start_server(args.model, "integer", args.work, args.port, 0, args.decoder, 0)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{args.port}", timeout=600) as client:
             runs = [(plain(client, wav), streamed(client, wav)) for _ in range(args.repeats)]
@@ -99,7 +101,10 @@ def main() -> None:
     done_s = statistics.median(s[1] for _, s in runs)
     texts = {p[1] for p, _ in runs} | {s[3] for _, s in runs}
     adds_up = all("".join(s[2]) == s[3] for _, s in runs)
-    print(f"one recording of {minutes:.1f} min, {args.repeats} requests each way, medians; model {args.model.name}")
+    print(
+        f"one recording of {minutes:.1f} min, {args.repeats} requests each way, medians; "
+        f"model {args.model.name}, decoder {args.decoder}"
+    )
     print("| request | seconds to the first words | seconds to the whole text | deltas |")
     print("| --- | --- | --- | --- |")
     print(f"| plain | {whole_s:.1f} | {whole_s:.1f} | - |")

@@ -9,6 +9,7 @@ import os
 import signal
 import threading
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -396,6 +397,83 @@ def test_a_streamed_transcription_sends_each_pieces_words_then_the_whole_text(qu
     assert "".join(d["delta"] for d in deltas) == done["text"] == text
     assert done["type"] == "transcript.text.done"
     assert [e.type for e in events] == [e["type"] for e in [*deltas, done]] and events[-1].text == text
+
+
+def with_spoken_words(engine: Engine, monkeypatch) -> None:
+    """Make `engine.run` give each window random frame scores, the same for the same samples: the
+    small test model never emits a space on its own, and greedy pieces end at spaces."""
+    run = engine.run
+
+    def random_scores(windows: list[np.ndarray], batch_id: int = 0) -> list:
+        results = run(windows, batch_id)
+        for samples, result in zip(windows, results, strict=True):
+            rng = np.random.default_rng(zlib.crc32(samples.tobytes()))
+            logits = rng.standard_normal(result.log_probabilities.shape).astype(np.float32) * 3
+            logits[:, engine.labels.index(" ")] += 3  # about one frame in six a space
+            result.log_probabilities = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
+        return results
+
+    monkeypatch.setattr(engine, "run", random_scores)
+
+
+def test_greedy_pieces_end_at_each_windows_last_space_and_give_the_whole_inputs_words(client, monkeypatch):
+    """Greedy decoding: after each window, the words before its last space frame are decoded, so a
+    long input's words come window by window, the same words, times and confidences as at once."""
+    engine = client.app.state.service.engine
+    with_spoken_words(engine, monkeypatch)
+    samples = speechlike(16.0, seed=6)
+    windows = plan_windows(len(samples), 2 * RATE, RATE // 2, engine.frame_samples)
+    results = [engine.run([samples[w.start : w.stop]])[0] for w in windows]
+    whole, _ = decode(engine, windows, results)
+
+    async def streamed() -> tuple[list, list[int]]:
+        pieces, searching = PieceStream(engine, windows), []
+        for result in results:
+            pieces.add(result)
+            searching.append(len(pieces.searches))
+        pieces.finish()
+        words = []
+        while (piece := await pieces.next_words()) is not None:
+            words += piece
+        return words, searching
+
+    words, searching = asyncio.run(streamed())
+    assert engine.piece_frames is None and PieceStream(engine, windows).head_windows() == 1
+    assert len(whole) >= 20 and searching == list(range(1, len(windows) + 1))  # one piece per window
+    assert words == whole
+
+
+def test_the_native_endpoint_streams_timed_words_then_its_whole_answer(client, monkeypatch):
+    """/v1/transcribe with stream=true (query or form field): `transcript.words` events whose words
+    add up to those of `transcript.done`, which is the answer of the same request without streaming."""
+    with_spoken_words(client.app.state.service.engine, monkeypatch)
+    wav = encode(speechlike(16.0, seed=6))
+    whole = client.post("/v1/transcribe", content=wav).json()
+    by_query = client.post("/v1/transcribe?stream=true", content=wav)
+    by_form = client.post("/v1/transcribe", data={"stream": "true"}, files={"file": ("a.wav", wav)})
+    for response in (by_query, by_form):
+        *pieces, done = server_events(response)
+        assert len(pieces) >= 4 and {p["type"] for p in pieces} == {"transcript.words"}
+        assert done["type"] == "transcript.done"
+        assert [w for p in pieces for w in p["words"]] == done["words"] == whole["words"]
+        assert done["text"] == whole["text"] and done["duration"] == whole["duration"]
+        assert set(done["timings_ms"]) == set(whole["timings_ms"]) and done["timings_ms"]["total"] > 0
+    openai = client.post("/v1/audio/transcriptions", data={"model": "m", "stream": "true"}, files={"file": ("a", wav)})
+    *deltas, done = server_events(openai)
+    assert len(deltas) >= 4 and "".join(d["delta"] for d in deltas) == done["text"] == whole["text"]
+
+
+def test_native_stream_errors_are_http_errors_before_the_first_event(client):
+    clip, silence = encode(speechlike(1.0)), encode(np.zeros(RATE, np.float32))
+    for url, body, phrase in (
+        ("/v1/transcribe?stream=maybe", clip, "'true' or 'false'"),
+        ("/v1/transcribe?stream=true", silence, "digital silence"),
+        ("/v1/transcribe?stream=true", b"not audio", ""),
+    ):
+        response = client.post(url, content=body)
+        assert 400 <= response.status_code < 500 and phrase in response.json()["error"]["message"], response.text
+    response = client.post("/v1/transcribe", data={"stream": "1"}, files={"file": ("a.wav", clip)})
+    assert response.status_code == 400 and "'true' or 'false'" in response.json()["error"]["message"]
 
 
 def test_a_failure_while_streaming_ends_the_stream_with_an_error_event(client, monkeypatch):
