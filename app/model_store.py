@@ -24,7 +24,7 @@ from quantizer.checkpoint import file_sha256, read_nemo
 from quantizer.cpu import int8_weight_type
 from quantizer.graph import build_float_graph
 from quantizer.integer_model import FORMAT_NAME, FORMAT_VERSION
-from quantizer.onnx_export import write_backends
+from quantizer.onnx_export import BACKEND_FILES, write_backends
 from quantizer.pipeline import CalibrationSettings, quantize_checkpoint
 from quantizer.synthetic import SyntheticSettings
 
@@ -52,6 +52,7 @@ def cache_key(checkpoint_sha256: str, synthetic: SyntheticSettings) -> str:
     identity = {
         "checkpoint": checkpoint_sha256,
         "format": [FORMAT_NAME, FORMAT_VERSION],
+        "backends": sorted(BACKEND_FILES),  # an entry made before a backend existed lacks its graph
         "synthetic": dataclasses.asdict(synthetic),
         "calibration": dataclasses.asdict(CalibrationSettings()),  # the service always uses the defaults
         "int8_weights": int8_weight_type(),  # a folder moved to another kind of CPU is rebuilt for it

@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     model_path: Path = Field(SHIPPED_MODEL, description=".nemo checkpoint to serve")
     model_name: str = Field("qasr-en-quartznet5x5", description="id reported by /v1/models")
     cache_dir: Path = Field(Path.home() / ".cache" / "qasr", description="quantized models, keyed by checkpoint")
-    backend: str = Field("integer", description=f"one of {', '.join(BACKENDS)}")
+    backend: str = Field("integer-float", description=f"one of {', '.join(BACKENDS)}")
     device: str = Field("auto", description=f"one of {', '.join(DEVICES)}")
     threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads (0: all cores)")
     decoder: str = Field(

@@ -9,6 +9,11 @@ neighbours, so a padded utterance gives what it gives alone.
   uint8 (after ReLU: the code; signed: code + 128), weights uint8 with zero point 128 (ORT's fast
   ConvInteger path), requantization `(sum_i acc_i * M_i + C) / 2^s` in int64 with the bias and
   rounding folded into C. Bit-exact with `quantizer.reference`.
+- `integer-float`: the same arithmetic, bit for bit, on ORT's float kernels, several times faster
+  than its integer ones for depthwise convs: activations are the integer values as float32, convs
+  float32 where no partial sum can reach 2^24 (so every sum is exact, in any order), the
+  requantization float64 where none can reach 2^53 (scaling by 2^-s is exact there); a term or
+  node that could is left to ConvInteger or the int64 requantization. Bit-exact with the reference.
 - `int8`: ORT's fused QLinearConv / QLinearAdd (u8 activations, per-channel weights as s8, or as
   u8 + 128 where the CPU's u8 x s8 kernels saturate: `quantizer.cpu.int8_weight_type`).
 - `qdq`: symmetric QuantizeLinear/DequantizeLinear pairs around float convs (zero points 0), the
@@ -33,6 +38,8 @@ MS_DOMAIN = "com.microsoft"  # QLinearAdd
 SIGNED_OFFSET = 128  # uint8 code of a signed activation's zero
 INT8_WEIGHTS_PROP = "qasr.int8_weights"  # metadata of int8.onnx: its weight type
 FLOOR_OFFSET_LOG2 = 60  # makes int64 truncating division floor: sum_i acc_i * M_i < 2^59 always
+FLOAT32_EXACT = 2**24  # float32 holds every integer up to this, so sums that stay below it are exact
+FLOAT64_EXACT = 2**53  # the same for float64
 
 
 class _Builder:
@@ -187,13 +194,12 @@ def _conv_integer(b: _Builder, x: str, term, zero_point: np.ndarray) -> str:
     )
 
 
-def _integer_requantize(b: _Builder, products: list[str], biases: list[str], node: IntegerNode) -> str:
-    """sum_i acc_i * M_i + sum_i B_i * M_i (int64) -> the node's output code, exactly as the
-    reference rounds: floor((. + 2^(s-1)) / 2^s), ReLU, clamp."""
+def _integer_requantize(b: _Builder, products: list[str], biases: list[str], node: IntegerNode, stored: int) -> str:
+    """sum_i acc_i * M_i + sum_i B_i * M_i (int64) -> the node's output value + `stored` (int64),
+    exactly as the reference rounds: floor((. + 2^(s-1)) / 2^s), ReLU, clamp."""
     divisor = _power_of_two(b, node.shift)
     addend = b.op("Div", [divisor, b.const(np.array(2, np.int64))])  # 2^(s-1): round half up
     addend = _sum(b, [addend, *biases])
-    stored = 0 if node.relu or node.bits > 8 else SIGNED_OFFSET  # uint8 code of a signed zero
     lift = None
     if not node.relu:
         # Div truncates toward zero; adding a multiple of 2^s that keeps the dividend non-negative
@@ -204,7 +210,7 @@ def _integer_requantize(b: _Builder, products: list[str], biases: list[str], nod
     quotient = b.op("Div", [b.op("Add", [_sum(b, products), addend]), divisor])
     code = b.op("Sub", [quotient, lift]) if lift is not None else quotient
     low, high = (b.const(np.array(v + stored, np.int64)) for v in (node.out_min, node.out_max))
-    return b.op("Cast", [b.op("Clip", [code, low, high])], to=TensorProto.INT32 if node.bits > 8 else TensorProto.UINT8)
+    return b.op("Clip", [code, low, high])
 
 
 def export_integer(model: IntegerModel) -> onnx.ModelProto:
@@ -220,18 +226,104 @@ def export_integer(model: IntegerModel) -> onnx.ModelProto:
     codes = b.op("Add", [clipped, b.const(np.array(SIGNED_OFFSET, np.float32))])
     w.tensors[FEATURES] = b.op("Cast", [codes], to=TensorProto.UINT8)
     for node in model.nodes:
-        products, biases = [], []
+        accumulators = []
         for term in node.terms:
-            signed = _is_signed_source(model, term.source)
-            zero_point = np.array(SIGNED_OFFSET if signed else 0, np.uint8)
-            acc = _conv_integer(b, w.masked(term, zero_point), term, zero_point)
-            multiplier = _widened(b, term.multiplier, np.int32)
-            products.append(b.op("Mul", [b.op("Cast", [acc], to=TensorProto.INT64), multiplier]))
-            if term.bias.any():
-                biases.append(b.op("Mul", [_widened(b, term.bias, np.int32), multiplier]))
-        w.tensors[node.name] = _integer_requantize(b, products, biases, node)
+            zero_point = np.array(SIGNED_OFFSET if _is_signed_source(model, term.source) else 0, np.uint8)
+            accumulators.append(_conv_integer(b, w.masked(term, zero_point), term, zero_point))
+        stored = 0 if node.relu or node.bits > 8 else SIGNED_OFFSET  # uint8 code of a signed zero
+        code = _integer_requantize(b, *_int64_products(b, accumulators, node), node, stored)
+        w.tensors[node.name] = b.op("Cast", [code], to=TensorProto.INT32 if node.bits > 8 else TensorProto.UINT8)
         w.out_lengths(node.name, node.terms[0])
     return w.finish(w.tensors[model.output], model.output, TensorProto.INT32, "qasr-integer")
+
+
+def _int64_products(b: _Builder, accumulators: list[str], node: IntegerNode) -> tuple[list[str], list[str]]:
+    """Accumulators -> acc_i * M_i and B_i * M_i in int64, for _integer_requantize."""
+    products, biases = [], []
+    for acc, term in zip(accumulators, node.terms, strict=True):
+        multiplier = _widened(b, term.multiplier, np.int32)
+        products.append(b.op("Mul", [b.op("Cast", [acc], to=TensorProto.INT64), multiplier]))
+        if term.bias.any():
+            biases.append(b.op("Mul", [_widened(b, term.bias, np.int32), multiplier]))
+    return products, biases
+
+
+def _value_bound(model: IntegerModel, source: str) -> int:
+    """The largest |value| a source's activations take."""
+    if source == FEATURES:
+        return model.input_max
+    node = next(n for n in model.nodes if n.name == source)
+    return max(abs(node.out_min), abs(node.out_max))
+
+
+def _accumulator_bound(model: IntegerModel, term) -> np.ndarray:
+    """Per output channel, the largest |partial sum| of a term's conv, bias left out: Python ints [C_out]."""
+    absolute_weights = np.abs(term.weight.astype(np.int64)).reshape(len(term.weight), -1).sum(axis=1)
+    return absolute_weights.astype(object) * _value_bound(model, term.source)
+
+
+def _accumulator(b: _Builder, w: _Walker, model: IntegerModel, term) -> str:
+    """A term's conv of integer values held as float32 -> its accumulators (bias left out) as float64.
+
+    Where every partial sum stays below 2^24 in magnitude, a float32 conv adds integers exactly in
+    any order, so ORT's float kernels (several times faster than ConvInteger on depthwise convs)
+    give the integer result; otherwise ConvInteger on uint8 codes (weights + 128, zero point 128)."""
+    x = w.masked(term, np.array(0.0, np.float32))
+    if _accumulator_bound(model, term).max() < FLOAT32_EXACT:
+        weight = b.op("Cast", [b.const(_kernel(term.weight))], to=TensorProto.FLOAT)  # int8 in the file, folded at load
+        return b.op("Cast", [b.op("Conv", [x, weight], **_conv_attrs(term))], to=TensorProto.DOUBLE)
+    zero_point = np.array(SIGNED_OFFSET if _is_signed_source(model, term.source) else 0, np.uint8)
+    codes = b.op("Cast", [b.op("Add", [x, b.const(zero_point.astype(np.float32))])], to=TensorProto.UINT8)
+    return b.op("Cast", [_conv_integer(b, codes, term, zero_point)], to=TensorProto.DOUBLE)
+
+
+def _requantize_float64(b: _Builder, accumulators: list[str], node: IntegerNode) -> str:
+    """floor((sum_i (acc_i + B_i) * M_i + 2^(s-1)) / 2^s), ReLU, clamp, as float64: exact while
+    every partial sum stays below 2^53 (checked by the caller), since the scaling by 2^-s is exact."""
+    step = np.ldexp(1.0, -node.shift)  # 2^-s per channel, float64 [C]
+    products = [
+        b.op("Mul", [acc, b.const(_channel(np.ldexp(t.multiplier.astype(np.float64), -node.shift), np.float64))])
+        for acc, t in zip(accumulators, node.terms, strict=True)
+    ]
+    addend = sum(t.bias.astype(np.int64) * t.multiplier for t in node.terms) + (np.int64(1) << (node.shift - 1))
+    total = b.op("Add", [_sum(b, products), b.const(_channel(addend.astype(np.float64) * step, np.float64))])
+    low = max(node.out_min, 0) if node.relu else node.out_min
+    bounds = [b.const(np.array(v, np.float64)) for v in (low, node.out_max)]
+    return b.op("Clip", [b.op("Floor", [total]), *bounds])
+
+
+def _sum_bound(node: IntegerNode, accumulator_bounds: list[np.ndarray]) -> int:
+    """The largest |partial sum| of a node's requantization, in units of 2^-s (exact integers)."""
+    total = sum(
+        (bound + np.abs(t.bias.astype(object))) * t.multiplier.astype(object)
+        for bound, t in zip(accumulator_bounds, node.terms, strict=True)
+    )
+    return max(total + (1 << (node.shift.astype(object) - 1)))
+
+
+def export_integer_float(model: IntegerModel) -> onnx.ModelProto:
+    """The integer model's arithmetic on float kernels (see the module docstring); bit-exact with
+    the reference by the bounds checked here, node by node."""
+    b = _Builder()
+    w = _Walker(b)
+    scaled = b.op("Div", [w.tensors[FEATURES], b.const(np.array(model.input_scale, np.float32))])
+    rounded = b.op("Floor", [b.op("Add", [scaled, b.const(np.array(0.5, np.float32))])])
+    w.tensors[FEATURES] = b.op(
+        "Clip",
+        [rounded, b.const(np.array(-model.input_max, np.float32)), b.const(np.array(model.input_max, np.float32))],
+    )
+    for node in model.nodes:
+        if max(abs(node.out_min), abs(node.out_max)) > FLOAT32_EXACT:
+            raise ValueError(f"{node.name}: outputs up to {node.out_max} are not exact as float32")
+        accumulators = [_accumulator(b, w, model, term) for term in node.terms]
+        if _sum_bound(node, [_accumulator_bound(model, term) for term in node.terms]) < FLOAT64_EXACT:
+            value = _requantize_float64(b, accumulators, node)
+        else:
+            value = _integer_requantize(b, *_int64_products(b, accumulators, node), node, stored=0)
+        is_output = node.name == model.output
+        w.tensors[node.name] = b.op("Cast", [value], to=TensorProto.INT32 if is_output else TensorProto.FLOAT)
+        w.out_lengths(node.name, node.terms[0])
+    return w.finish(w.tensors[model.output], model.output, TensorProto.INT32, "qasr-integer-float")
 
 
 def _term_conv_float(b: _Builder, w: _Walker, term, weight: str, bias: np.ndarray) -> str:
@@ -376,7 +468,14 @@ def export_int8(model: IntegerModel, weights: str = "s8") -> onnx.ModelProto:
     return proto
 
 
-BACKEND_FILES = {"integer": "integer.onnx", "int8": "int8.onnx", "qdq": "qdq.onnx", "fp32": "fp32.onnx"}
+BACKEND_FILES = {
+    "integer": "integer.onnx",
+    "integer-float": "integer-float.onnx",
+    "int8": "int8.onnx",
+    "qdq": "qdq.onnx",
+    "fp32": "fp32.onnx",
+}
+INTEGER_BACKENDS = ("integer", "integer-float")  # bit-exact with the reference: int32 logits in output steps
 
 
 def export_backend(backend: str, model: IntegerModel, graph: FloatGraph, int8_weights: str = "s8") -> onnx.ModelProto:
@@ -384,7 +483,7 @@ def export_backend(backend: str, model: IntegerModel, graph: FloatGraph, int8_we
         return export_fp32(graph)
     if backend == "int8":
         return export_int8(model, int8_weights)
-    exporters = {"integer": export_integer, "qdq": export_qdq}
+    exporters = {"integer": export_integer, "integer-float": export_integer_float, "qdq": export_qdq}
     if backend not in exporters:
         raise ValueError(f"unknown backend '{backend}': choose one of {', '.join(BACKEND_FILES)}")
     return exporters[backend](model)

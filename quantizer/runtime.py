@@ -1,7 +1,8 @@
 """Run a backend's ONNX graph with ONNX Runtime: features [B, F, T] + lengths -> token ids.
 
-Backends: `integer` and `int8` run on the CPU (the CUDA provider has no ConvInteger,
-QLinearConv or QLinearAdd kernels); `qdq` and `fp32` prefer TensorRT, then CUDA, then the CPU.
+Backends: `integer`, `integer-float` and `int8` run on the CPU (the CUDA provider has no ConvInteger,
+QLinearConv or QLinearAdd kernels, and cuDNN's TF32 and Winograd convolutions would not keep
+`integer-float` exact); `qdq` and `fp32` prefer TensorRT, then CUDA, then the CPU.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 
 from quantizer.cpu import int8_weight_type
 from quantizer.integer_model import IntegerModel
-from quantizer.onnx_export import BACKEND_FILES, INT8_WEIGHTS_PROP
+from quantizer.onnx_export import BACKEND_FILES, INT8_WEIGHTS_PROP, INTEGER_BACKENDS
 
 BACKENDS = tuple(BACKEND_FILES)
 DEVICES = ("auto", "cpu", "cuda", "tensorrt")
@@ -31,6 +32,7 @@ PROVIDERS = {
 PROVIDER_OPTIONS = {"CUDAExecutionProvider": {"cudnn_conv_algo_search": "HEURISTIC"}}
 PREFERENCE = {
     "integer": ("cpu",),
+    "integer-float": ("cpu",),
     "int8": ("cpu",),
     "qdq": ("tensorrt", "cuda", "cpu"),
     "fp32": ("tensorrt", "cuda", "cpu"),
@@ -67,7 +69,7 @@ def usable_providers(listed: list[str] | None = None, load: Callable[[str], obje
 
 
 def device_for(backend: str, device: str) -> str:
-    """The device a backend runs on when `device` is asked for all backends: integer and int8 stay on the CPU."""
+    """The device a backend runs on when `device` is asked for all backends: integer ones and int8 stay on the CPU."""
     return device if device == "auto" or device in PREFERENCE[backend] else "cpu"
 
 
@@ -100,7 +102,7 @@ def choose_providers(backend: str, device: str = "auto", available: list[str] | 
 def logit_scale(model: IntegerModel, backend: str) -> float:
     """What a backend's logits are multiplied by to be float logits: the integer graph's are int32
     codes of the output step."""
-    return model.nodes[-1].scale if backend == "integer" else 1.0
+    return model.nodes[-1].scale if backend in INTEGER_BACKENDS else 1.0
 
 
 @dataclass

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from quantizer.nemo_configs import quartznet_config, save_nemo_model
-from quantizer.onnx_export import write_backends
+from quantizer.onnx_export import INTEGER_BACKENDS, write_backends
 from quantizer.pipeline import CalibrationSettings, quantize_checkpoint
 from quantizer.reference import quantize_features, run_integer
 from quantizer.runtime import Recognizer
@@ -31,5 +31,6 @@ def test_quartznet_15x5_quantizes_and_every_integer_executor_is_bit_exact(tmp_pa
     model.save(tmp_path)
     sizes = write_backends(tmp_path, model, graph)
     assert sizes["fp32"] / sizes["int8"] > 3.9 and sizes["fp32"] / sizes["integer"] > 3.8
-    result = Recognizer(tmp_path, "integer")(features, lengths, with_logits=True)
-    np.testing.assert_array_equal(result.logits, reference)
+    for backend in INTEGER_BACKENDS:
+        result = Recognizer(tmp_path, backend)(features, lengths, with_logits=True)
+        np.testing.assert_array_equal(result.logits, reference)

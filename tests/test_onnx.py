@@ -7,6 +7,7 @@ import pytest
 import torch
 from onnx import numpy_helper
 
+from quantizer import onnx_export
 from quantizer.cpu import cpu_flags, int8_weight_type
 from quantizer.graph import FloatModel
 from quantizer.onnx_export import BACKEND_FILES, export_backend, write_backends
@@ -34,9 +35,7 @@ def toy_batch(seed: int, size: int = 16):
     return features.numpy(), lengths.numpy()
 
 
-def test_integer_graph_is_bit_exact_with_the_reference_for_any_batch_and_length(exported):
-    model, _, folder, _ = exported
-    recognizer = Recognizer(folder, "integer")
+def assert_bit_exact(model, recognizer: Recognizer) -> None:
     for seed, size in [(0, 5), (1, 1), (2, 9)]:  # one session, several batch sizes and lengths
         features, lengths = toy_batch(seed, size)
         result = recognizer(features, lengths, with_logits=True)
@@ -45,6 +44,35 @@ def test_integer_graph_is_bit_exact_with_the_reference_for_any_batch_and_length(
         np.testing.assert_array_equal(result.logits, expected)
         np.testing.assert_array_equal(result.tokens, argmax_tokens(expected))
         np.testing.assert_array_equal(result.lengths, expected_lengths)
+
+
+@pytest.mark.parametrize("backend", ["integer", "integer-float"])
+def test_integer_graphs_are_bit_exact_with_the_reference_for_any_batch_and_length(exported, backend):
+    model, _, folder, _ = exported
+    assert_bit_exact(model, Recognizer(folder, backend))
+
+
+def test_integer_float_runs_every_conv_on_float_kernels_when_sums_stay_exact(exported):
+    """The test models' convs and requantizations are within float32's and float64's exact range."""
+    model, graph, _, _ = exported
+    ops = [node.op_type for node in export_backend("integer-float", model, graph).graph.node]
+    assert ops.count("Conv") == sum(len(node.terms) for node in model.nodes)
+    assert {"ConvInteger", "BitShift"}.isdisjoint(ops) and ops.count("Floor") == len(model.nodes) + 1
+
+
+def test_integer_float_falls_back_to_integer_kernels_where_sums_could_pass_the_exact_range(
+    exported, tmp_path, monkeypatch
+):
+    """As if every sum could pass 2^24 and 2^53, every conv is ConvInteger and every requantization
+    int64, inside the same float-carried graph: still bit-exact."""
+    model, graph, _, _ = exported
+    monkeypatch.setattr(onnx_export, "_accumulator_bound", lambda model, term: np.array([2**62], object))
+    monkeypatch.setattr(onnx_export, "_sum_bound", lambda node, bounds: 2**62)
+    proto = export_backend("integer-float", model, graph)
+    ops = [node.op_type for node in proto.graph.node]
+    assert "Conv" not in ops and ops.count("ConvInteger") == sum(len(node.terms) for node in model.nodes)
+    onnx.save(proto, tmp_path / BACKEND_FILES["integer-float"])
+    assert_bit_exact(model, Recognizer(tmp_path, "integer-float"))
 
 
 def test_integer_graph_holds_only_integer_tensors_after_the_input(exported):

@@ -118,7 +118,7 @@ def test_native_endpoint_returns_words_inside_the_audio_with_timings(client):
     response = client.post("/v1/transcribe", files={"file": ("a.wav", encode(speechlike(3.0)), "audio/wav")})
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["duration"] == pytest.approx(3.0) and body["backend"] == "integer"
+    assert body["duration"] == pytest.approx(3.0) and body["backend"] == "integer-float"
     assert set(body["timings_ms"]) == {"decode", "features", "inference", "ctc", "total"}
     assert body["text"] == " ".join(w["word"] for w in body["words"])
     ends = [0.0] + [t for w in body["words"] for t in (w["start"], w["end"])]
