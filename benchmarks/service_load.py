@@ -1,6 +1,6 @@
 """Latency and throughput of the HTTP service at several concurrencies, over loopback.
 
-    .venv/bin/python benchmarks/service_load.py --start --model MODEL.nemo --backend integer
+    .venv/bin/python benchmarks/service_load.py --start --model MODEL.nemo --backend integer integer-float
     .venv/bin/python benchmarks/service_load.py --url http://127.0.0.1:8000   # a server already running
     .venv/bin/python benchmarks/service_load.py --start --model models/qasr-en-quartznet5x5.nemo \
         --search-workers 1 2   # one server per count of lexicon search workers, side by side
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import itertools
 import os
 import signal
 import statistics
@@ -152,10 +153,10 @@ def measure(url: str, args: argparse.Namespace) -> list[dict]:
     return [level(url, body, c, args.requests, args.seconds) for c in args.concurrency]
 
 
-def measure_started(model: Path, workers: int, args: argparse.Namespace) -> tuple[list[dict], int, int]:
+def measure_started(model: Path, backend: str, workers: int, args: argparse.Namespace) -> tuple[list[dict], int, int]:
     """Rows from a server started for them, and afterwards the memory of the server process and of
     its descendants (the search workers), bytes."""
-    server = start_server(model, args.backend, args.work, args.port, args.threads, args.decoder, workers)
+    server = start_server(model, backend, args.work, args.port, args.threads, args.decoder, workers)
     try:
         rows = measure(f"http://127.0.0.1:{args.port}", args)
         own = memory_bytes(server.pid)
@@ -184,7 +185,9 @@ def main() -> None:
     parser.add_argument("--url", help="a running server; otherwise use --start")
     parser.add_argument("--start", action="store_true", help="launch qasr serve for the run")
     parser.add_argument("--model", type=Path, help=".nemo to serve with --start (default: QuartzNet-15x5 architecture)")
-    parser.add_argument("--backend", default="integer")
+    parser.add_argument(
+        "--backend", nargs="+", default=["integer"], help="with --start: one server after another per backend"
+    )
     parser.add_argument("--decoder", default="auto", help="with --start: QASR_DECODER")
     parser.add_argument(
         "--search-workers",
@@ -214,10 +217,10 @@ def main() -> None:
         if not model.exists():
             save_nemo_model(quartznet_config(), model)
     first = None
-    for workers in args.search_workers:
-        rows, server_memory, workers_memory = measure_started(model, workers, args)
+    for backend, workers in itertools.product(args.backend, args.search_workers):
+        rows, server_memory, workers_memory = measure_started(model, backend, workers, args)
         print(
-            f"{args.seconds:.0f} s clips, {args.requests} requests per level, backend {args.backend}, "
+            f"{args.seconds:.0f} s clips, {args.requests} requests per level, backend {backend}, "
             f"decoder {args.decoder}, QASR_SEARCH_WORKERS={workers}: "
             f"after the run the server holds {server_memory / 2**20:.0f} MB, its search workers "
             f"{workers_memory / 2**20:.0f} MB"
