@@ -9,7 +9,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -367,7 +367,9 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
         done = Transcription(words, upload.duration, timings, upload.decode_s, total_s)
         yield {"type": "transcript.done", **native_body(done)}
 
-    async def streamed(data: bytes, request: Request, events) -> StreamingResponse:
+    async def streamed(
+        data: bytes, request: Request, events: Callable[[Upload, float], AsyncIterator[dict]]
+    ) -> StreamingResponse:
         """Read the upload (HTTP errors for bad audio), then answer with `events(upload, deadline)`."""
         require_ready()
         deadline = time.monotonic() + settings.request_timeout_s
