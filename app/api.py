@@ -167,7 +167,7 @@ def load_model(state: ServiceState) -> None:
     state.phase = "ready"
     state.metrics.ready.set(1)
     searches = f", lexicon searches in {workers} worker processes" if workers else ""
-    log.info("ready: %s on %s%s", s.backend, state.engine.recognizer.provider, searches)
+    log.info("ready: %s on %s%s", state.engine.backend, state.engine.recognizer.provider, searches)
 
 
 def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -> FastAPI:
@@ -273,6 +273,10 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
                 "authentication_error",
                 {"WWW-Authenticate": "Bearer"},
             )
+
+    def serving_backend() -> str:
+        """The backend answering requests: the one asked for, unless the engine fell back (Engine)."""
+        return state.engine.backend if state.engine is not None else settings.backend
 
     def require_ready() -> None:
         if state.phase != "ready":
@@ -383,7 +387,7 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
             "words": word_bodies(result.words),
             "duration": round(result.duration, 3),
             "model": settings.model_name,
-            "backend": settings.backend,
+            "backend": serving_backend(),
             "decoder": settings.decoding(),
             "provider": state.engine.recognizer.provider,
             "timings_ms": {
@@ -457,7 +461,7 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
             return {
                 "status": "ready",
                 "model": settings.model_name,
-                "backend": settings.backend,
+                "backend": serving_backend(),
                 "decoder": settings.decoding(),
                 "language_model": settings.language_model_name(),
                 "search_workers": settings.search_worker_count(),
@@ -477,7 +481,7 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
                     "object": "model",
                     "created": 0,
                     "owned_by": "qasr",
-                    "backend": settings.backend,
+                    "backend": serving_backend(),
                 }
             ],
         }

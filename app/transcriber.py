@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -18,7 +19,9 @@ from quantizer.features import LogMelFrontEnd, pad_audio
 from quantizer.integer_model import IntegerModel
 from quantizer.lexicon import PAUSE_FRAMES, LexiconDecoder, LexiconSettings, settled_pause_cuts
 from quantizer.lexicon_workers import SearchWorkers
-from quantizer.runtime import Recognizer, logit_scale
+from quantizer.runtime import Recognizer, logit_scale, matches_reference
+
+log = logging.getLogger("qasr.transcriber")
 
 
 @dataclass
@@ -74,7 +77,14 @@ class Engine:
             )
         self.front_end = LogMelFrontEnd.of(model)
         self.recognizer = Recognizer(model_dir, backend, device, threads, memory_arena=False)
-        self.logit_scale = logit_scale(model, backend)
+        if backend == "integer-float" and not matches_reference(self.recognizer, model):
+            log.warning(
+                "integer-float's logits differ from the integer reference on this machine (its float "
+                "kernels do not sum exactly here): serving the strict integer graph instead"
+            )
+            self.recognizer = Recognizer(model_dir, "integer", device, threads, memory_arena=False)
+        self.backend = self.recognizer.backend  # the one serving: integer-float only where checked exact
+        self.logit_scale = logit_scale(model, self.backend)
         self.sample_rate = self.front_end.sample_rate
         self.buckets: ShapeBuckets | None = None
         self.warmup_s = 0.0

@@ -10,10 +10,17 @@ from onnx import numpy_helper
 from quantizer import onnx_export
 from quantizer.cpu import cpu_flags, int8_weight_type
 from quantizer.graph import FloatModel
-from quantizer.onnx_export import BACKEND_FILES, export_backend, write_backends
+from quantizer.onnx_export import BACKEND_FILES, INTEGER_BACKENDS, export_backend, write_backends
 from quantizer.pipeline import quantize_checkpoint
 from quantizer.reference import argmax_tokens, quantize_features, run_integer
-from quantizer.runtime import ProviderError, Recognizer, choose_providers, device_for, usable_providers
+from quantizer.runtime import (
+    ProviderError,
+    Recognizer,
+    choose_providers,
+    device_for,
+    matches_reference,
+    usable_providers,
+)
 from quantizer.synthetic import SyntheticSettings
 from tests.toy_speech import ToySpeech
 
@@ -50,6 +57,20 @@ def assert_bit_exact(model, recognizer: Recognizer) -> None:
 def test_integer_graphs_are_bit_exact_with_the_reference_for_any_batch_and_length(exported, backend):
     model, _, folder, _ = exported
     assert_bit_exact(model, Recognizer(folder, backend))
+
+
+def test_matches_reference_holds_for_the_integer_graphs_and_catches_one_logit_off(exported):
+    model, _, folder, _ = exported
+    recognizers = {backend: Recognizer(folder, backend) for backend in INTEGER_BACKENDS}
+    assert all(matches_reference(recognizer, model) for recognizer in recognizers.values())
+    exact = recognizers["integer-float"]
+
+    def one_off(features, lengths, with_logits=False):
+        result = exact(features, lengths, with_logits)
+        result.logits[0, 0, 0] += 1
+        return result
+
+    assert not matches_reference(one_off, model)
 
 
 def test_integer_float_runs_every_conv_on_float_kernels_when_sums_stay_exact(exported):

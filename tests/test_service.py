@@ -22,6 +22,7 @@ from fastapi.testclient import TestClient
 import app.api
 import app.model_store
 import app.settings
+import app.transcriber
 from app.api import create_app
 from app.model_store import COMPLETE_FILE, cache_key
 from app.settings import Settings
@@ -188,6 +189,17 @@ def test_a_search_worker_that_dies_fails_one_request_and_the_service_goes_on(qua
         assert test_client.get("/health/ready").status_code == 200
         again = test_client.post("/v1/transcribe", content=wav)
         assert again.status_code == 200 and again.json()["text"] == first
+
+
+def test_integer_float_is_served_only_where_it_matches_the_reference(client, cache, monkeypatch, caplog):
+    """The engine checks integer-float against the integer reference when it starts; where they
+    differ (here: as if they did) it serves the strict integer graph and says so."""
+    assert client.get("/health/ready").json()["backend"] == "integer-float"
+    folder = next(p for p in cache.iterdir() if (p / COMPLETE_FILE).exists())
+    monkeypatch.setattr(app.transcriber, "matches_reference", lambda recognizer, model: False)
+    engine = Engine(folder, "integer-float", "cpu", 1)
+    assert engine.backend == engine.recognizer.backend == "integer"
+    assert "serving the strict integer graph instead" in caplog.text
 
 
 def test_padded_shapes_give_the_frames_of_unpadded_batches(client, cache, monkeypatch):
