@@ -37,6 +37,7 @@ OPSET = 17
 MS_DOMAIN = "com.microsoft"  # QLinearAdd
 SIGNED_OFFSET = 128  # uint8 code of a signed activation's zero
 INT8_WEIGHTS_PROP = "qasr.int8_weights"  # metadata of int8.onnx: its weight type
+FLOAT_KERNELS_PROP = "qasr.float_kernels"  # metadata of integer-float.onnx: what runs on float kernels
 FLOOR_OFFSET_LOG2 = 60  # makes int64 truncating division floor: sum_i acc_i * M_i < 2^59 always
 FLOAT32_EXACT = 2**24  # float32 holds every integer up to this, so sums that stay below it are exact
 FLOAT64_EXACT = 2**53  # the same for float64
@@ -312,18 +313,27 @@ def export_integer_float(model: IntegerModel) -> onnx.ModelProto:
         "Clip",
         [rounded, b.const(np.array(-model.input_max, np.float32)), b.const(np.array(model.input_max, np.float32))],
     )
+    float64_nodes = 0
     for node in model.nodes:
         if max(abs(node.out_min), abs(node.out_max)) > FLOAT32_EXACT:
             raise ValueError(f"{node.name}: outputs up to {node.out_max} are not exact as float32")
         accumulators = [_accumulator(b, w, model, term) for term in node.terms]
         if _sum_bound(node, [_accumulator_bound(model, term) for term in node.terms]) < FLOAT64_EXACT:
             value = _requantize_float64(b, accumulators, node)
+            float64_nodes += 1
         else:
             value = _integer_requantize(b, *_int64_products(b, accumulators, node), node, stored=0)
         is_output = node.name == model.output
         w.tensors[node.name] = b.op("Cast", [value], to=TensorProto.INT32 if is_output else TensorProto.FLOAT)
         w.out_lengths(node.name, node.terms[0])
-    return w.finish(w.tensors[model.output], model.output, TensorProto.INT32, "qasr-integer-float")
+    proto = w.finish(w.tensors[model.output], model.output, TensorProto.INT32, "qasr-integer-float")
+    convs = sum(len(node.terms) for node in model.nodes)
+    float_convs = sum(node.op_type == "Conv" for node in proto.graph.node)
+    summary = (
+        f"{float_convs} of {convs} convs in float32, {float64_nodes} of {len(model.nodes)} requantizations in float64"
+    )
+    helper.set_model_props(proto, {FLOAT_KERNELS_PROP: summary})
+    return proto
 
 
 def _term_conv_float(b: _Builder, w: _Walker, term, weight: str, bias: np.ndarray) -> str:

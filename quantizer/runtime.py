@@ -17,7 +17,7 @@ import numpy as np
 
 from quantizer.cpu import int8_weight_type
 from quantizer.integer_model import IntegerModel
-from quantizer.onnx_export import BACKEND_FILES, INT8_WEIGHTS_PROP, INTEGER_BACKENDS
+from quantizer.onnx_export import BACKEND_FILES, FLOAT_KERNELS_PROP, INT8_WEIGHTS_PROP, INTEGER_BACKENDS
 from quantizer.reference import quantize_features, run_integer
 
 BACKENDS = tuple(BACKEND_FILES)
@@ -151,6 +151,9 @@ class Recognizer:
         log.info("backend %s runs on %s (asked for %s)", backend, self.provider, ", ".join(providers))
         if backend == "int8":
             self._check_int8_weights()
+        if backend == "integer-float":
+            kernels = self.session.get_modelmeta().custom_metadata_map.get(FLOAT_KERNELS_PROP, "unrecorded")
+            log.info("integer-float: %s (the rest on integer kernels)", kernels)
 
     def _check_int8_weights(self) -> None:
         stored = self.session.get_modelmeta().custom_metadata_map.get(INT8_WEIGHTS_PROP, "s8")

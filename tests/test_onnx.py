@@ -76,9 +76,15 @@ def test_matches_reference_holds_for_the_integer_graphs_and_catches_one_logit_of
 def test_integer_float_runs_every_conv_on_float_kernels_when_sums_stay_exact(exported):
     """The test models' convs and requantizations are within float32's and float64's exact range."""
     model, graph, _, _ = exported
-    ops = [node.op_type for node in export_backend("integer-float", model, graph).graph.node]
-    assert ops.count("Conv") == sum(len(node.terms) for node in model.nodes)
+    proto = export_backend("integer-float", model, graph)
+    ops = [node.op_type for node in proto.graph.node]
+    convs = sum(len(node.terms) for node in model.nodes)
+    assert ops.count("Conv") == convs
     assert {"ConvInteger", "BitShift"}.isdisjoint(ops) and ops.count("Floor") == len(model.nodes) + 1
+    summary = (
+        f"{convs} of {convs} convs in float32, {len(model.nodes)} of {len(model.nodes)} requantizations in float64"
+    )
+    assert {p.key: p.value for p in proto.metadata_props}[onnx_export.FLOAT_KERNELS_PROP] == summary
 
 
 def test_integer_float_falls_back_to_integer_kernels_where_sums_could_pass_the_exact_range(
@@ -91,7 +97,10 @@ def test_integer_float_falls_back_to_integer_kernels_where_sums_could_pass_the_e
     monkeypatch.setattr(onnx_export, "_sum_bound", lambda node, bounds: 2**62)
     proto = export_backend("integer-float", model, graph)
     ops = [node.op_type for node in proto.graph.node]
-    assert "Conv" not in ops and ops.count("ConvInteger") == sum(len(node.terms) for node in model.nodes)
+    convs = sum(len(node.terms) for node in model.nodes)
+    assert "Conv" not in ops and ops.count("ConvInteger") == convs
+    summary = f"0 of {convs} convs in float32, 0 of {len(model.nodes)} requantizations in float64"
+    assert {p.key: p.value for p in proto.metadata_props}[onnx_export.FLOAT_KERNELS_PROP] == summary
     onnx.save(proto, tmp_path / BACKEND_FILES["integer-float"])
     assert_bit_exact(model, Recognizer(tmp_path, "integer-float"))
 
