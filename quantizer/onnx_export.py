@@ -315,15 +315,15 @@ def export_integer_float(model: IntegerModel) -> onnx.ModelProto:
     )
     float64_nodes = 0
     for node in model.nodes:
-        if max(abs(node.out_min), abs(node.out_max)) > FLOAT32_EXACT:
-            raise ValueError(f"{node.name}: outputs up to {node.out_max} are not exact as float32")
+        is_output = node.name == model.output
+        if not is_output and max(abs(node.out_min), abs(node.out_max)) > FLOAT32_EXACT:
+            raise ValueError(f"{node.name}: activations up to {node.out_max} are not exact as float32")
         accumulators = [_accumulator(b, w, model, term) for term in node.terms]
         if _sum_bound(node, [_accumulator_bound(model, term) for term in node.terms]) < FLOAT64_EXACT:
             value = _requantize_float64(b, accumulators, node)
             float64_nodes += 1
         else:
             value = _integer_requantize(b, *_int64_products(b, accumulators, node), node, stored=0)
-        is_output = node.name == model.output
         w.tensors[node.name] = b.op("Cast", [value], to=TensorProto.INT32 if is_output else TensorProto.FLOAT)
         w.out_lengths(node.name, node.terms[0])
     proto = w.finish(w.tensors[model.output], model.output, TensorProto.INT32, "qasr-integer-float")

@@ -1,8 +1,8 @@
 """Run a backend's ONNX graph with ONNX Runtime: features [B, F, T] + lengths -> token ids.
 
 Backends: `integer`, `integer-float` and `int8` run on the CPU (the CUDA provider has no ConvInteger,
-QLinearConv or QLinearAdd kernels, and cuDNN's TF32 and Winograd convolutions would not keep
-`integer-float` exact); `qdq` and `fp32` prefer TensorRT, then CUDA, then the CPU.
+QLinearConv or QLinearAdd kernels, and cuDNN's TF32 and Winograd convolutions may not keep
+`integer-float` exact: untried); `qdq` and `fp32` prefer TensorRT, then CUDA, then the CPU.
 """
 
 from __future__ import annotations
