@@ -19,7 +19,7 @@ from quantizer.features import LogMelFrontEnd, pad_audio
 from quantizer.integer_model import IntegerModel
 from quantizer.lexicon import PAUSE_FRAMES, LexiconDecoder, LexiconSettings, settled_pause_cuts
 from quantizer.lexicon_workers import SearchWorkers
-from quantizer.runtime import Recognizer, logit_scale, matches_reference
+from quantizer.runtime import Recognizer, logit_scale, same_logits
 
 log = logging.getLogger("qasr.transcriber")
 
@@ -77,12 +77,14 @@ class Engine:
             )
         self.front_end = LogMelFrontEnd.of(model)
         self.recognizer = Recognizer(model_dir, backend, device, threads, memory_arena=False)
-        if backend == "integer-float" and not matches_reference(self.recognizer, model):
-            log.warning(
-                "integer-float's logits differ from the integer reference on this machine (its float "
-                "kernels do not sum exactly here): serving the strict integer graph instead"
-            )
-            self.recognizer = Recognizer(model_dir, "integer", device, threads, memory_arena=False)
+        if backend == "integer-float":  # exact where the float kernels add exactly: checked here
+            strict = Recognizer(model_dir, "integer", device, threads, memory_arena=False)
+            if not same_logits(self.recognizer, strict, model.feat_in):
+                log.warning(
+                    "integer-float's logits differ from the strict integer graph's on this machine (its "
+                    "float kernels do not sum exactly here): serving the strict integer graph instead"
+                )
+                self.recognizer = strict
         self.backend = self.recognizer.backend  # the one serving: integer-float only where checked exact
         self.logit_scale = logit_scale(model, self.backend)
         self.sample_rate = self.front_end.sample_rate

@@ -191,12 +191,12 @@ def test_a_search_worker_that_dies_fails_one_request_and_the_service_goes_on(qua
         assert again.status_code == 200 and again.json()["text"] == first
 
 
-def test_integer_float_is_served_only_where_it_matches_the_reference(client, cache, monkeypatch, caplog):
-    """The engine checks integer-float against the integer reference when it starts; where they
+def test_integer_float_is_served_only_where_it_matches_the_strict_graph(client, cache, monkeypatch, caplog):
+    """The engine checks integer-float against the strict integer graph when it starts; where they
     differ (here: as if they did) it serves the strict integer graph and says so."""
     assert client.get("/health/ready").json()["backend"] == "integer-float"
     folder = next(p for p in cache.iterdir() if (p / COMPLETE_FILE).exists())
-    monkeypatch.setattr(app.transcriber, "matches_reference", lambda recognizer, model: False)
+    monkeypatch.setattr(app.transcriber, "same_logits", lambda recognizer, other, features_in: False)
     engine = Engine(folder, "integer-float", "cpu", 1)
     assert engine.backend == engine.recognizer.backend == "integer"
     assert "serving the strict integer graph instead" in caplog.text
