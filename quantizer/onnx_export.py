@@ -263,14 +263,15 @@ def _accumulator_bound(model: IntegerModel, term) -> np.ndarray:
     return absolute_weights.astype(object) * _value_bound(model, term.source)
 
 
-def _accumulator(b: _Builder, w: _Walker, model: IntegerModel, term) -> str:
+def _accumulator(b: _Builder, w: _Walker, model: IntegerModel, term, bound: np.ndarray) -> str:
     """A term's conv of integer values held as float32 -> its accumulators (bias left out) as float64.
 
     Where every partial sum stays below 2^24 in magnitude, a float32 conv adds integers exactly in
     any order, so ORT's float kernels (several times faster than ConvInteger on depthwise convs)
-    give the integer result; otherwise ConvInteger on uint8 codes (weights + 128, zero point 128)."""
+    give the integer result; otherwise ConvInteger on uint8 codes (weights + 128, zero point 128).
+    bound: _accumulator_bound of the term."""
     x = w.masked(term, np.array(0.0, np.float32))
-    if _accumulator_bound(model, term).max() < FLOAT32_EXACT:
+    if bound.max() < FLOAT32_EXACT:
         weight = b.op("Cast", [b.const(_kernel(term.weight))], to=TensorProto.FLOAT)  # int8 in the file, folded at load
         return b.op("Cast", [b.op("Conv", [x, weight], **_conv_attrs(term))], to=TensorProto.DOUBLE)
     zero_point = np.array(SIGNED_OFFSET if _is_signed_source(model, term.source) else 0, np.uint8)
@@ -318,8 +319,9 @@ def export_integer_float(model: IntegerModel) -> onnx.ModelProto:
         is_output = node.name == model.output
         if not is_output and max(abs(node.out_min), abs(node.out_max)) > FLOAT32_EXACT:
             raise ValueError(f"{node.name}: activations up to {node.out_max} are not exact as float32")
-        accumulators = [_accumulator(b, w, model, term) for term in node.terms]
-        if _sum_bound(node, [_accumulator_bound(model, term) for term in node.terms]) < FLOAT64_EXACT:
+        bounds = [_accumulator_bound(model, term) for term in node.terms]
+        accumulators = [_accumulator(b, w, model, term, bound) for term, bound in zip(node.terms, bounds, strict=True)]
+        if _sum_bound(node, bounds) < FLOAT64_EXACT:
             value = _requantize_float64(b, accumulators, node)
             float64_nodes += 1
         else:
