@@ -5,16 +5,17 @@ rates most words come out misspelt. This beam search only lets the CTC path spel
 lexicon and adds lm_weight x ln P(word | previous words) as each word ends. The lexicon and its
 language model are either an ARPA n-gram file (KenLM reads .arpa and .arpa.gz; its words are the
 lexicon) or, without one, the 100,000 most frequent English words of wordfreq with their
-frequencies as a unigram model. The search is flashlight-text's LexiconDecoder (C++). The result
-is a CTC path, one class per frame, so anything that reads greedy paths (words, their times and
-confidences) reads it too.
+frequencies as a unigram model; a vocabulary file adds words to either. A search may be given
+hotwords, lexicon words whose language-model probability it raises. The search is flashlight-text's
+LexiconDecoder (C++). The result is a CTC path, one class per frame, so anything that reads greedy
+paths (words, their times and confidences) reads it too.
 """
 
 from __future__ import annotations
 
 import gzip
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -46,6 +47,10 @@ class LexiconSettings:
     # A search keeps every frame's hypotheses until it ends (about 100 MB per minute of audio at
     # beam 400), so longer inputs are searched in pieces cut at pauses (see pause_cuts):
     max_frames: int = 1500  # longest piece searched at once (30 s at the models' 20 ms frames)
+    vocabulary: str = ""  # text file of words to add to the lexicon, one per line; "": none
+    # A request's hotwords are made this much likelier (ln of the factor) to the language model
+    # whenever the search ends one; chosen on held-out synthetic speech kept for tuning (README, Hotwords):
+    hotword_boost: float = 11.0
 
 
 def english_unigrams(labels: list[str], count: int) -> tuple[list[str], np.ndarray]:
@@ -57,6 +62,47 @@ def english_unigrams(labels: list[str], count: int) -> tuple[list[str], np.ndarr
     words = [w for w in wordfreq.top_n_list("en", count) if set(w) <= spellable]
     frequencies = np.array([wordfreq.word_frequency(w, "en") for w in words], np.float64)
     return words, np.log(frequencies / frequencies.sum()).astype(np.float32)
+
+
+def vocabulary_words(path: str | Path, labels: list[str]) -> list[str]:
+    """A vocabulary file's words in order, lower-cased: one per line; blank lines and lines that
+    start with # are skipped. ValueError names a line whose word `labels` cannot spell."""
+    spellable = set(labels) - {" "}
+    words = []
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        word = line.strip().lower()
+        if not word or word.startswith("#"):
+            continue
+        if not set(word) <= spellable:
+            strange = "".join(sorted(set(word) - spellable))
+            raise ValueError(f"{path}, line {number}: {word!r} has characters the model cannot spell: {strange!r}")
+        words.append(word)
+    return words
+
+
+def lexicon_words(labels: list[str], settings: LexiconSettings) -> tuple[list[str], np.ndarray, int]:
+    """The lexicon: the language model's words, then the vocabulary file's words it lacks, with
+    ln P(word) [words] (a new word as likely as the language model's rarest), and how many words
+    come from the language model."""
+    if settings.language_model:
+        words, log_probabilities = arpa_unigrams(settings.language_model, labels)
+    else:
+        words, log_probabilities = english_unigrams(labels, settings.words)
+    known = len(words)
+    if settings.vocabulary:
+        present = set(words)
+        new = [w for w in dict.fromkeys(vocabulary_words(settings.vocabulary, labels)) if w not in present]
+        words = words + new
+        log_probabilities = np.append(log_probabilities, np.full(len(new), log_probabilities.min(), np.float32))
+    return words, log_probabilities, known
+
+
+class UnknownWords(ValueError):
+    """Hotwords that are not in the lexicon, so that no search can find them."""
+
+    def __init__(self, words: list[str]):
+        self.words = words
+        super().__init__(f"not in the lexicon: {', '.join(words)}")
 
 
 def _arpa_lines(path: str | Path) -> Iterator[tuple[str, str]]:
@@ -151,17 +197,18 @@ def joined_paths(paths: list[np.ndarray], blank: int, space: int) -> np.ndarray:
 
 
 class _Unigram(flashlight.LM):
-    """P(word) regardless of history: one state, so the beam merges paths that end in the same word."""
+    """P(word) regardless of history: one state, so the beam merges paths that end in the same word.
+    boosts: added to some words' ln P, for one search."""
 
-    def __init__(self, log_probabilities: np.ndarray):
+    def __init__(self, log_probabilities: list[float], boosts: dict[int, float]):
         flashlight.LM.__init__(self)
-        self.log_probabilities = log_probabilities.tolist()
+        self.log_probabilities, self.boosts = log_probabilities, boosts
 
     def start(self, start_with_nothing: bool) -> flashlight.LMState:
         return flashlight.LMState()
 
     def score(self, state: flashlight.LMState, word: int) -> tuple[flashlight.LMState, float]:
-        return state, self.log_probabilities[word]
+        return state, self.log_probabilities[word] + self.boosts.get(word, 0.0)
 
     def finish(self, state: flashlight.LMState) -> tuple[flashlight.LMState, float]:
         return state, 0.0
@@ -171,11 +218,14 @@ class _RecentWords(flashlight.LM):
     """An n-gram's scores from KenLM, with one state per last (n - 1) words for one search.
 
     flashlight's KenLM keeps one state per whole word history, so the beam fills with paths that
-    differ only in words the n-gram no longer sees; sharing their state lets the search merge them."""
+    differ only in words the n-gram no longer sees; sharing their state lets the search merge them.
+    Words from `known` on are not the n-gram's (a vocabulary file's): each scores as the word `rarest`
+    would in its place. boosts: added to some words' scores, for one search (log10 as KenLM's)."""
 
-    def __init__(self, kenlm: flashlight.LM, order: int):
+    def __init__(self, kenlm: flashlight.LM, order: int, known: int, rarest: int, boosts: dict[int, float]):
         flashlight.LM.__init__(self)
         self.kenlm, self.context = kenlm, max(order - 1, 0)
+        self.known, self.rarest, self.boosts = known, rarest, boosts
         self.root = flashlight.LMState()
         self.states: dict[tuple[int, ...], flashlight.LMState] = {}
         self.inner: dict[flashlight.LMState, tuple[tuple[int, ...], flashlight.LMState]] = {}
@@ -191,7 +241,8 @@ class _RecentWords(flashlight.LM):
         if known is not None:
             return known
         history, inner = self.inner[state]
-        inner_next, score = self.kenlm.score(inner, word)
+        inner_next, score = self.kenlm.score(inner, word if word < self.known else self.rarest)
+        score += self.boosts.get(word, 0.0)
         recent = (*history, word)[-self.context :] if self.context else ()
         merged = self.states.get(recent)
         if merged is None:
@@ -213,16 +264,16 @@ class LexiconDecoder:
             raise ValueError("lexicon decoding needs a space label between words")
         self.labels, self.settings = labels, settings
         self.space, self.blank = labels.index(" "), len(labels)
+        words, log_probabilities, self.known = lexicon_words(labels, settings)
+        self.words = words + [UNKNOWN]
+        self.index = {word: index for index, word in enumerate(words)}
         if settings.language_model:
-            words, log_probabilities = arpa_unigrams(settings.language_model, labels)
-            self.words = words + [UNKNOWN]
-            self.kenlm = KenLM(settings.language_model, Dictionary(self.words))
+            self.kenlm = KenLM(settings.language_model, Dictionary(self.words))  # new words map to KenLM's <unk>
             self.order = arpa_order(settings.language_model)
             self.lm_scale = math.log(10)  # KenLM scores in log10, and so must the trie; lm_weight weighs ln
+            self.rarest = int(np.argmin(log_probabilities[: self.known]))  # stands in for new words
         else:
-            words, log_probabilities = english_unigrams(labels, settings.words)
-            self.words = words + [UNKNOWN]
-            self.unigram = _Unigram(np.append(log_probabilities, -math.inf))
+            self.unigram_scores = np.append(log_probabilities, -math.inf).tolist()
             self.lm_scale = 1.0
         self.trie = flashlight.Trie(len(labels) + 1, self.space)
         for index, word in enumerate(words):
@@ -230,9 +281,19 @@ class LexiconDecoder:
             self.trie.insert(spelling, index, float(log_probabilities[index]) / self.lm_scale)
         self.trie.smear(flashlight.SmearingMode.MAX)
 
-    def _language_model(self) -> flashlight.LM:
+    def boosts(self, hotwords: Iterable[str]) -> dict[int, float]:
+        """Hotwords -> the language model's boost for each (its units); UnknownWords for any not in the lexicon."""
+        words = list(dict.fromkeys(word.lower() for word in hotwords))
+        unknown = [word for word in words if word not in self.index]
+        if unknown:
+            raise UnknownWords(unknown)
+        return {self.index[word]: self.settings.hotword_boost / self.lm_scale for word in words}
+
+    def _language_model(self, boosts: dict[int, float]) -> flashlight.LM:
         """The language model for one search: an n-gram's keeps state per search."""
-        return _RecentWords(self.kenlm, self.order) if self.settings.language_model else self.unigram
+        if self.settings.language_model:
+            return _RecentWords(self.kenlm, self.order, self.known, self.rarest, boosts)
+        return _Unigram(self.unigram_scores, boosts)
 
     @cached_property
     def _options(self) -> flashlight.LexiconDecoderOptions:
@@ -249,22 +310,24 @@ class LexiconDecoder:
             criterion_type=flashlight.CriterionType.CTC,
         )
 
-    def best_path(self, log_probabilities: np.ndarray) -> np.ndarray:
-        """log_probabilities float [T', classes] -> the best lexicon-constrained CTC path, int64 [T']."""
-        return joined_paths(list(self.piece_paths(log_probabilities)), self.blank, self.space)
+    def best_path(self, log_probabilities: np.ndarray, hotwords: Sequence[str] = ()) -> np.ndarray:
+        """log_probabilities float [T', classes] -> the best lexicon-constrained CTC path, int64 [T'];
+        hotwords: lexicon words made likelier (settings.hotword_boost), UnknownWords for others."""
+        return joined_paths(list(self.piece_paths(log_probabilities, hotwords)), self.blank, self.space)
 
-    def piece_paths(self, log_probabilities: np.ndarray) -> Iterator[np.ndarray]:
+    def piece_paths(self, log_probabilities: np.ndarray, hotwords: Sequence[str] = ()) -> Iterator[np.ndarray]:
         """log_probabilities float [T', classes] -> the paths of its pieces (pieces_at_pauses) in order,
-        each searched when asked for; each piece's path ends its last word."""
+        each searched when asked for; each piece's path ends its last word. hotwords: as best_path."""
+        boosts = self.boosts(hotwords)
         frames, classes = log_probabilities.shape
         if classes != len(self.labels) + 1:
             raise ValueError(f"expected {len(self.labels) + 1} classes per frame, got {classes}")
         if frames == 0:
             return iter([np.zeros(0, np.int64)])
         pieces = pieces_at_pauses(log_probabilities, self.blank, self.space, self.settings.max_frames)
-        return map(self._search, pieces)
+        return (self._search(piece, boosts) for piece in pieces)
 
-    def _search(self, log_probabilities: np.ndarray) -> np.ndarray:
+    def _search(self, log_probabilities: np.ndarray, boosts: dict[int, float]) -> np.ndarray:
         """One search over [T' >= 1, classes] -> its path [T']."""
         frames, classes = log_probabilities.shape
         # The models' transcripts end without a space, but a word only ends in the lexicon's trie
@@ -272,7 +335,7 @@ class LexiconDecoder:
         word_end = np.full((1, classes), IMPOSSIBLE, np.float32)
         word_end[0, self.space] = 0.0
         emissions = np.ascontiguousarray(np.concatenate([log_probabilities, word_end]), dtype=np.float32)
-        language_model = self._language_model()  # referenced here until the search is done with it
+        language_model = self._language_model(boosts)  # referenced here until the search is done with it
         search = flashlight.LexiconDecoder(
             self._options, self.trie, language_model, self.space, self.blank, len(self.words) - 1, [], False
         )  # one per call: a search keeps its own hypotheses, so concurrent calls must not share one

@@ -12,7 +12,8 @@ searches until its request pipe closes; the template ends when its socket closes
 the process that started them, even one killed outright.
 
 Frames on the pipes and the socket, all little-endian:
-  request   uint32 frames, uint32 classes, float32 log-probabilities [frames, classes]
+  request   uint32 frames, uint32 classes, uint32 n, float32 log-probabilities [frames, classes],
+            then n bytes of UTF-8 hotwords, one per line
   answer    int32 n >= 0, then int64 CTC path [n]; or int32 -n, then n bytes of UTF-8 error text
   started   the same answer with n = 0 once the decoder is built (or the error that stopped it):
             from the template on its socket, and from each worker on its answer pipe
@@ -34,7 +35,7 @@ import subprocess
 import sys
 import threading
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from typing import BinaryIO
@@ -45,7 +46,7 @@ from quantizer.lexicon import LexiconDecoder, LexiconSettings, joined_paths, pie
 
 log = logging.getLogger("qasr.lexicon_workers")
 
-REQUEST = struct.Struct("<II")
+REQUEST = struct.Struct("<III")
 ANSWER = struct.Struct("<i")
 PID = struct.Struct("<i")
 CLOSE_TIMEOUT_S = 5.0
@@ -94,10 +95,11 @@ def serve_searches(decoder: LexiconDecoder, requests: BinaryIO, answers: BinaryI
     """A worker's life: say it has started, then answer requests until `requests` closes."""
     _write_answer(answers)
     while header := requests.read(REQUEST.size):
-        frames, classes = REQUEST.unpack(header)
+        frames, classes, hotword_bytes = REQUEST.unpack(header)
         log_probabilities = np.frombuffer(_read_exactly(requests, 4 * frames * classes), "<f4")
+        hotwords = _read_exactly(requests, hotword_bytes).decode().split("\n") if hotword_bytes else []
         try:
-            path = decoder.best_path(log_probabilities.reshape(frames, classes))
+            path = decoder.best_path(log_probabilities.reshape(frames, classes), hotwords)
         except Exception as error:
             _write_answer(answers, error=f"{type(error).__name__}: {error}")
         else:
@@ -169,9 +171,10 @@ class _Worker:
         except EOFError:
             raise SearchError(f"search worker {self.pid} stopped while starting") from None
 
-    def search(self, log_probabilities: np.ndarray) -> np.ndarray:
+    def search(self, log_probabilities: np.ndarray, hotwords: Sequence[str]) -> np.ndarray:
         frames, classes = log_probabilities.shape
-        self.requests.write(REQUEST.pack(frames, classes) + log_probabilities.astype("<f4").tobytes())
+        text = "\n".join(hotwords).encode()
+        self.requests.write(REQUEST.pack(frames, classes, len(text)) + log_probabilities.astype("<f4").tobytes() + text)
         self.requests.flush()
         return _read_answer(self.answers)
 
@@ -279,27 +282,28 @@ class SearchWorkers:
         self._all.append(worker)
         return worker
 
-    def best_path(self, log_probabilities: np.ndarray) -> np.ndarray:
+    def best_path(self, log_probabilities: np.ndarray, hotwords: Sequence[str] = ()) -> np.ndarray:
         """log_probabilities float [T', classes] -> the best lexicon-constrained CTC path, int64 [T'].
-        A long input's pieces (LexiconDecoder.best_path) go to several workers at once."""
-        pieces = self.piece_paths(log_probabilities)
+        A long input's pieces (LexiconDecoder.best_path) go to several workers at once. hotwords:
+        as LexiconDecoder.best_path, but a word outside the lexicon is a SearchError here."""
+        pieces = self.piece_paths(log_probabilities, hotwords)
         return joined_paths(list(pieces), self.blank, self.space)
 
-    def piece_paths(self, log_probabilities: np.ndarray) -> Iterator[np.ndarray]:
+    def piece_paths(self, log_probabilities: np.ndarray, hotwords: Sequence[str] = ()) -> Iterator[np.ndarray]:
         """log_probabilities float [T', classes] -> the paths of its pieces (pieces_at_pauses) in order,
         each as soon as it and those before it are found; all pieces are searched at once, on as
-        many workers as are idle."""
+        many workers as are idle. hotwords: as best_path."""
         if log_probabilities.ndim != 2 or log_probabilities.shape[1] != self.classes:
             raise ValueError(f"expected [frames, {self.classes}] log-probabilities, got {log_probabilities.shape}")
         pieces = pieces_at_pauses(log_probabilities, self.blank, self.space, self.longest)
         if len(pieces) == 1:
-            return iter([self._search(log_probabilities)])
-        return self._pieces.map(self._search, pieces)
+            return iter([self._search(log_probabilities, hotwords)])
+        return self._pieces.map(self._search, pieces, [hotwords] * len(pieces))
 
-    def _search(self, log_probabilities: np.ndarray) -> np.ndarray:
+    def _search(self, log_probabilities: np.ndarray, hotwords: Sequence[str]) -> np.ndarray:
         worker = self._idle.get()
         try:
-            path = worker.search(log_probabilities)
+            path = worker.search(log_probabilities, hotwords)
         except (EOFError, OSError, ValueError):  # ValueError: its pipe was closed by close()
             if self._closed:
                 raise SearchError("the search workers have been closed (the service is stopping)") from None

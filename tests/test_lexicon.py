@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -5,10 +7,12 @@ from quantizer.ctc import greedy_text, log_softmax
 from quantizer.lexicon import (
     LexiconDecoder,
     LexiconSettings,
+    UnknownWords,
     english_unigrams,
     joined_paths,
     pause_cuts,
     settled_pause_cuts,
+    vocabulary_words,
 )
 from quantizer.nemo_configs import ENGLISH_LABELS
 
@@ -187,11 +191,64 @@ def test_an_arpa_bigram_picks_the_word_its_previous_word_predicts(context_arpa):
     assert text_of(acoustic_only, frames) == "the cot"
 
 
+def the_cat_or_cot() -> np.ndarray:
+    """'the c?t' where the vowel sounds a little more like 'a': the bigram and the sound both say 'cat'."""
+    return frames_spelling(*spell("the "), {"c": LIKELY}, {"a": LIKELY, "o": LIKELY - 0.5}, {"t": LIKELY})
+
+
+def test_a_hotword_wins_where_the_language_model_and_the_sound_prefer_another_word(context_arpa):
+    decoder = LexiconDecoder(ENGLISH_LABELS, LexiconSettings(lm_weight=1.0, language_model=str(context_arpa)))
+    frames = the_cat_or_cot()
+    assert text_of(decoder, frames) == "the cat"
+    assert " ".join(greedy_text(decoder.best_path(frames, ["COT"]), len(frames), ENGLISH_LABELS).split()) == "the cot"
+    assert " ".join(greedy_text(decoder.best_path(frames, ["sat"]), len(frames), ENGLISH_LABELS).split()) == "the cat"
+    unboosted = dataclasses.replace(decoder.settings, hotword_boost=0.0)
+    plain = LexiconDecoder(ENGLISH_LABELS, unboosted)
+    assert " ".join(greedy_text(plain.best_path(frames, ["cot"]), len(frames), ENGLISH_LABELS).split()) == "the cat"
+
+
+def test_a_hotword_wins_with_the_unigram_language_model_too(decoder):
+    frames = frames_spelling({"r": LIKELY}, {"e": LIKELY, "a": LIKELY - 0.5}, {"d": LIKELY}, {"-": LIKELY})
+    assert text_of(decoder, frames) == "red"
+    assert greedy_text(decoder.best_path(frames, ["rad"]), len(frames), ENGLISH_LABELS).strip() == "rad"
+
+
+def test_a_hotword_outside_the_lexicon_is_refused_by_name(decoder):
+    with pytest.raises(UnknownWords, match="not in the lexicon: qasrx, zzqy") as refused:
+        decoder.best_path(frames_spelling(*spell("red")), ["red", "qasrx", "zzqy"])
+    assert refused.value.words == ["qasrx", "zzqy"]
+
+
+def test_a_vocabulary_file_adds_words_the_language_model_lacks(context_arpa, tmp_path):
+    vocabulary = tmp_path / "words.txt"
+    vocabulary.write_text("# product names\nQasr\n\ncat\n")
+    frames = frames_spelling(*spell("the qasr"))
+    without = LexiconDecoder(ENGLISH_LABELS, LexiconSettings(language_model=str(context_arpa)))
+    assert "qasr" not in text_of(without, frames)
+    decoder = LexiconDecoder(
+        ENGLISH_LABELS, LexiconSettings(language_model=str(context_arpa), vocabulary=str(vocabulary))
+    )
+    assert decoder.words.count("cat") == 1 and decoder.words[decoder.known] == "qasr"
+    assert text_of(decoder, frames) == "the qasr"
+    lm, kenlm = decoder._language_model({}), decoder.kenlm
+    after_the = lm.score(lm.start(False), decoder.words.index("the"))[0]
+    kenlm_after_the = kenlm.score(kenlm.start(False), decoder.words.index("the"))[0]
+    as_the_rarest = kenlm.score(kenlm_after_the, decoder.rarest)[1]  # a word context_arpa saw, in that place
+    assert lm.score(after_the, decoder.words.index("qasr"))[1] == as_the_rarest
+
+
+def test_a_vocabulary_word_the_model_cannot_spell_is_refused_with_its_line(tmp_path):
+    vocabulary = tmp_path / "words.txt"
+    vocabulary.write_text("fine\nnaïve\n")
+    with pytest.raises(ValueError, match="words.txt, line 2: 'naïve' has characters the model cannot spell: 'ï'"):
+        vocabulary_words(vocabulary, ENGLISH_LABELS)
+
+
 def test_paths_ending_in_the_same_word_share_a_bigram_state(context_arpa):
     from quantizer.lexicon import _RecentWords
 
     decoder = LexiconDecoder(ENGLISH_LABELS, LexiconSettings(language_model=str(context_arpa)))
-    lm = _RecentWords(decoder.kenlm, order=2)
+    lm = _RecentWords(decoder.kenlm, 2, decoder.known, decoder.rarest, boosts={})
     start = lm.start(False)
     the, a, cat = (decoder.words.index(w) for w in ("the", "a", "cat"))
     after_the_cat, score_after_the = lm.score(lm.score(start, the)[0], cat)
@@ -213,7 +270,7 @@ def test_a_repeated_score_is_kenlms_answer_and_a_new_search_forgets_the_last(con
     from quantizer.lexicon import _RecentWords
 
     decoder = LexiconDecoder(ENGLISH_LABELS, LexiconSettings(language_model=str(context_arpa)))
-    lm = _RecentWords(decoder.kenlm, order=2)
+    lm = _RecentWords(decoder.kenlm, 2, decoder.known, decoder.rarest, boosts={})
     start = lm.start(False)
     the, cat = (decoder.words.index(w) for w in ("the", "cat"))
     after_the, score = lm.score(start, the)

@@ -66,6 +66,17 @@ def test_a_long_input_is_searched_in_pieces_on_several_workers_with_the_in_proce
         )
 
 
+def test_hotwords_reach_the_workers_and_an_unknown_one_is_their_error(workers, in_process):
+    frames = random_frames(7, 120)
+    common = [in_process.words[i] for i in range(0, 40_000, 400)]  # a list wide enough to change the path
+    boosted = in_process.best_path(frames, common)
+    assert not np.array_equal(boosted, in_process.best_path(frames))
+    np.testing.assert_array_equal(workers.best_path(frames, common), boosted)
+    with pytest.raises(SearchError, match="UnknownWords: not in the lexicon: zzqxv"):
+        workers.best_path(frames, ["zzqxv"])
+    np.testing.assert_array_equal(workers.best_path(frames), in_process.best_path(frames))  # workers live on
+
+
 def test_a_wrong_shape_is_refused_before_it_reaches_a_worker(workers):
     with pytest.raises(ValueError, match=f"expected \\[frames, {CLASSES}\\]"):
         workers.best_path(np.zeros((5, CLASSES - 1), np.float32))
@@ -78,7 +89,7 @@ def test_a_search_that_fails_in_a_worker_is_an_error_and_the_worker_lives_on():
         worker = pool._idle.get()
         assert pool.busy == 1
         with pytest.raises(SearchError, match="expected 29 classes per frame, got 3"):
-            worker.search(np.zeros((4, 3), np.float32))  # past the shape check: the worker's own error
+            worker.search(np.zeros((4, 3), np.float32), ())  # past the shape check: the worker's own error
         pool._idle.put(worker)
         assert pool.busy == 0
         assert pool.best_path(random_frames(1, 30)).shape == (30,)
