@@ -31,6 +31,7 @@ from app.metrics import Metrics
 from app.model_store import PreparedModel, prepare_model
 from app.settings import Settings
 from app.transcriber import Engine, PieceStream, Timings, Window, WindowResult, batch_timings, decode, plan_windows
+from quantizer.lexicon import UnknownWords
 from quantizer.synthetic import SyntheticSettings
 
 log = logging.getLogger("qasr.api")
@@ -44,13 +45,21 @@ LANGUAGES = ("en", "english")
 
 _FILE = {"type": "string", "format": "binary", "description": "audio: WAV, FLAC, OGG/Opus, MP3, ..."}
 _STREAM = {"type": "boolean", "description": "server-sent events: each piece's timed words, then the whole answer"}
+_HOTWORDS = {"type": "string", "description": "lexicon words the search favours, separated by commas or spaces"}
 NATIVE_BODY = {
-    "parameters": [{"name": "stream", "in": "query", "required": False, "schema": _STREAM}],
+    "parameters": [
+        {"name": "stream", "in": "query", "required": False, "schema": _STREAM},
+        {"name": "hotwords", "in": "query", "required": False, "schema": _HOTWORDS},
+    ],
     "requestBody": {
         "required": True,
         "content": {
             "multipart/form-data": {
-                "schema": {"type": "object", "required": ["file"], "properties": {"file": _FILE, "stream": _STREAM}}
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": _FILE, "stream": _STREAM, "hotwords": _HOTWORDS},
+                }
             },
             "application/octet-stream": {"schema": _FILE},
         },
@@ -289,23 +298,48 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
         except TimeoutError:
             raise ApiError(504, f"transcription took longer than {settings.request_timeout_s:g} s", "timeout") from None
 
-    async def transcribe(data: bytes) -> Transcription:
+    def requested_hotwords(fields: list[str]) -> tuple[str, ...]:
+        """`hotwords` fields -> the words the search is to favour; 400 for words it cannot take."""
+        if not fields:
+            return ()
+        require_ready()
+        lexicon = state.engine.hotword_lexicon
+        if lexicon is None:
+            raise ApiError(
+                400, "hotwords need the lexicon decoder (QASR_DECODER=lexicon); this service decodes greedily"
+            )
+        try:
+            return lexicon.checked(fields)
+        except UnknownWords as error:
+            raise ApiError(400, f"hotwords {error} (QASR_VOCABULARY adds words to it)") from None
+        except ValueError as error:
+            raise ApiError(400, str(error)) from None
+
+    def prompt_hotwords(prompt: str) -> tuple[str, ...]:
+        """An OpenAI `prompt`'s rarer lexicon words (HotwordLexicon.from_prompt); none when greedy."""
+        lexicon = state.engine.hotword_lexicon if state.engine is not None else None
+        return lexicon.from_prompt(prompt) if lexicon is not None and prompt else ()
+
+    async def transcribe(data: bytes, hotwords: tuple[str, ...] = ()) -> Transcription:
         """Decode, recognise and decode CTC, all within the request timeout (504 past it)."""
         require_ready()
         deadline = time.monotonic() + settings.request_timeout_s
         upload = await within(deadline, read_upload(data))
         state.metrics.queue_depth.set(state.batcher.queued + len(upload.windows))
         results = await within(deadline, state.batcher.recognise(upload.samples))
-        words, timings = await within(deadline, asyncio.to_thread(decode, state.engine, upload.windows, results))
+        search = asyncio.to_thread(decode, state.engine, upload.windows, results, hotwords)
+        words, timings = await within(deadline, search)
         total_s = time.perf_counter() - upload.start
         observe(upload, timings, total_s)
         return Transcription(words, upload.duration, timings, upload.decode_s, total_s)
 
-    async def words_as_found(upload: Upload, deadline: float, timings: Timings) -> AsyncIterator[list[Word]]:
+    async def words_as_found(
+        upload: Upload, deadline: float, timings: Timings, hotwords: tuple[str, ...]
+    ) -> AsyncIterator[list[Word]]:
         """The words of each piece of the upload that has any, in order, as the decoder finds them
         (PieceStream: a piece is searched as soon as the model has passed its end); at the end,
         `timings` holds the request's stage times and the metrics have seen it. 504 past `deadline`."""
-        pieces = PieceStream(state.engine, upload.windows)
+        pieces = PieceStream(state.engine, upload.windows, hotwords)
         batches: dict[int, WindowResult] = {}  # one result per batch, for its timings
         state.metrics.queue_depth.set(state.batcher.queued + len(upload.windows))
         in_order = state.batcher.results_in_order(upload.samples, head=pieces.head_windows())
@@ -348,43 +382,47 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
 
         return StreamingResponse(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
-    async def openai_events(upload: Upload, deadline: float) -> AsyncIterator[dict]:
+    async def openai_events(upload: Upload, deadline: float, hotwords: tuple[str, ...]) -> AsyncIterator[dict]:
         """OpenAI's streamed transcription: `transcript.text.delta` with each piece's words, then
         `transcript.text.done` with the whole text."""
         words: list[Word] = []
-        async with aclosing(words_as_found(upload, deadline, Timings())) as pieces:
+        async with aclosing(words_as_found(upload, deadline, Timings(), hotwords)) as pieces:
             async for piece in pieces:
                 yield {"type": "transcript.text.delta", "delta": (" " if words else "") + transcript(piece)}
                 words.extend(piece)
         yield {"type": "transcript.text.done", "text": transcript(words)}
 
-    async def native_events(upload: Upload, deadline: float) -> AsyncIterator[dict]:
+    async def native_events(upload: Upload, deadline: float, hotwords: tuple[str, ...]) -> AsyncIterator[dict]:
         """`transcript.words` with each piece's timed words, then `transcript.done` with the body
         the same request gets without streaming."""
         words: list[Word] = []
         timings = Timings()
-        async with aclosing(words_as_found(upload, deadline, timings)) as pieces:
+        async with aclosing(words_as_found(upload, deadline, timings, hotwords)) as pieces:
             async for piece in pieces:
                 yield {"type": "transcript.words", "words": word_bodies(piece)}
                 words.extend(piece)
         total_s = time.perf_counter() - upload.start
         done = Transcription(words, upload.duration, timings, upload.decode_s, total_s)
-        yield {"type": "transcript.done", **native_body(done)}
+        yield {"type": "transcript.done", **native_body(done, hotwords)}
 
     async def streamed(
-        data: bytes, request: Request, events: Callable[[Upload, float], AsyncIterator[dict]]
+        data: bytes,
+        request: Request,
+        events: Callable[[Upload, float, tuple[str, ...]], AsyncIterator[dict]],
+        hotwords: tuple[str, ...],
     ) -> StreamingResponse:
-        """Read the upload (HTTP errors for bad audio), then answer with `events(upload, deadline)`."""
+        """Read the upload (HTTP errors for bad audio), then answer with `events(upload, deadline, hotwords)`."""
         require_ready()
         deadline = time.monotonic() + settings.request_timeout_s
         upload = await within(deadline, read_upload(data))
-        return server_sent(request, events(upload, deadline))
+        return server_sent(request, events(upload, deadline, hotwords))
 
-    def native_body(result: Transcription) -> dict:
+    def native_body(result: Transcription, hotwords: tuple[str, ...]) -> dict:
         """`/v1/transcribe`'s answer."""
         return {
             "text": transcript(result.words),
             "words": word_bodies(result.words),
+            "hotwords": list(hotwords),
             "duration": round(result.duration, 3),
             "model": settings.model_name,
             "backend": serving_backend(),
@@ -494,22 +532,26 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
 
     @app.post("/v1/transcribe", openapi_extra=NATIVE_BODY)
     async def transcribe_native(request: Request):
-        """Multipart `file`, or the audio file as the raw request body; `stream=true` (a query
-        parameter, or a form field) for server-sent events."""
+        """Multipart `file`, or the audio file as the raw request body; `stream=true` for server-sent
+        events and `hotwords` (words separated by commas or spaces; repeatable) for words the lexicon
+        search is to favour, each a query parameter or a form field."""
         authorize(request)
         fields: dict[str, list[str]] = {}
         if request.headers.get("content-type", "").startswith("multipart/form-data"):
             data, fields = await read_form(request)
         else:
             data = await request.body()
-        if stream_wanted(fields.get("stream", request.query_params.getlist("stream"))):
-            return await streamed(data, request, native_events)
-        return native_body(await transcribe(data))
+        stream = stream_wanted(fields.get("stream", request.query_params.getlist("stream")))
+        hotwords = requested_hotwords(fields.get("hotwords", request.query_params.getlist("hotwords")))
+        if stream:
+            return await streamed(data, request, native_events, hotwords)
+        return native_body(await transcribe(data, hotwords), hotwords)
 
     @app.post("/v1/audio/transcriptions", openapi_extra=OPENAI_BODY)
     async def transcribe_openai(request: Request):
         """OpenAI's transcription endpoint: multipart `file`, `model`, `language`, `response_format`,
-        `timestamp_granularities[]`, `stream`; `prompt` and `temperature` are accepted and ignored."""
+        `timestamp_granularities[]`, `stream`, `prompt` (its rarer lexicon words become hotwords);
+        `temperature` is accepted and ignored."""
         authorize(request)
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
             raise ApiError(415, "send multipart/form-data with a `file` field (OpenAI's transcription API)")
@@ -523,11 +565,12 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
         granularities = set(fields.get("timestamp_granularities[]", []) + fields.get("timestamp_granularities", []))
         if granularities - {"word", "segment"}:
             raise ApiError(400, "timestamp_granularities[] takes 'word' and/or 'segment'")
+        hotwords = prompt_hotwords(fields.get("prompt", [""])[-1])
         if stream_wanted(fields.get("stream", [])):
             if response_format not in STREAMED_FORMATS:
                 raise ApiError(400, f"stream=true sends text deltas: response_format must be one of {STREAMED_FORMATS}")
-            return await streamed(data, request, openai_events)
-        result = await transcribe(data)
+            return await streamed(data, request, openai_events, hotwords)
+        result = await transcribe(data, hotwords)
         text = transcript(result.words)
         if response_format == "text":
             return PlainTextResponse(text)

@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     lm_weight: float = Field(LexiconSettings().lm_weight, ge=0, description="lexicon decoder: weight of ln P(word)")
     word_score: float = Field(LexiconSettings().word_score, description="lexicon decoder: added per word")
     beam: int = Field(LexiconSettings().beam, ge=1, le=1000, description="lexicon decoder: hypotheses kept per frame")
+    vocabulary: str = Field("", description="lexicon decoder: text file of words to add to the lexicon, one per line")
+    hotword_boost: float = Field(
+        LexiconSettings().hotword_boost, ge=0, description="lexicon decoder: ln of how much likelier a hotword is made"
+    )
     search_workers: int = Field(
         0, ge=0, description="lexicon decoder: processes running searches side by side (0: one per core)"
     )
@@ -93,6 +97,8 @@ class Settings(BaseSettings):
             raise ValueError(f"QASR_PAD_SHAPES={self.pad_shapes!r}: choose one of {', '.join(PAD_SHAPES)}")
         if self.decoding() == "lexicon" and self.language_model and not Path(self.language_model).is_file():
             raise ValueError(f"QASR_LANGUAGE_MODEL={self.language_model!r}: no such file (empty: wordfreq unigrams)")
+        if self.decoding() == "lexicon" and self.vocabulary and not Path(self.vocabulary).is_file():
+            raise ValueError(f"QASR_VOCABULARY={self.vocabulary!r}: no such file")
         if self.chunk_overlap_seconds * 2 >= self.chunk_seconds:
             raise ValueError("QASR_CHUNK_OVERLAP_SECONDS must be less than half of QASR_CHUNK_SECONDS")
 
@@ -122,5 +128,10 @@ class Settings(BaseSettings):
         if self.decoding() != "lexicon":
             return None
         return LexiconSettings(
-            lm_weight=self.lm_weight, word_score=self.word_score, beam=self.beam, language_model=self.language_model
+            lm_weight=self.lm_weight,
+            word_score=self.word_score,
+            beam=self.beam,
+            language_model=self.language_model,
+            vocabulary=self.vocabulary,
+            hotword_boost=self.hotword_boost,
         )

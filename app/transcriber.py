@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from app.decoding import Word, path_probabilities, path_words
+from app.hotwords import HotwordLexicon
 from app.shapes import PAD_SHAPES, ShapeBuckets
 from quantizer.ctc import frame_log_probabilities
 from quantizer.features import LogMelFrontEnd, pad_audio
@@ -69,7 +70,9 @@ class Engine:
         self.labels = model.labels
         self.lexicon: LexiconDecoder | SearchWorkers | None = None
         self.lexicon_settings = lexicon
+        self.hotword_lexicon: HotwordLexicon | None = None  # None: greedy decoding, which takes no hotwords
         if lexicon is not None:
+            self.hotword_lexicon = HotwordLexicon(model.labels, lexicon)
             self.lexicon = (
                 LexiconDecoder(model.labels, lexicon)
                 if search_workers is None
@@ -141,11 +144,12 @@ class Engine:
         """The longest piece the lexicon search takes at once; None for greedy decoding (no pieces)."""
         return None if self.lexicon is None else self.lexicon_settings.max_frames
 
-    def path_pieces(self, log_probabilities: np.ndarray) -> Iterator[np.ndarray]:
+    def path_pieces(self, log_probabilities: np.ndarray, hotwords: tuple[str, ...] = ()) -> Iterator[np.ndarray]:
         """[T', classes] -> consecutive pieces of its CTC path, each when found: the lexicon beam
-        search's pieces (cut at pauses, each ending its last word), or the whole argmax path."""
+        search's pieces (cut at pauses, each ending its last word; hotwords: lexicon words it
+        favours, checked by hotword_lexicon), or the whole argmax path."""
         if self.lexicon is not None:
-            return self.lexicon.piece_paths(log_probabilities)
+            return self.lexicon.piece_paths(log_probabilities, hotwords)
         return iter([log_probabilities.argmax(axis=1)])
 
 
@@ -197,11 +201,13 @@ def batch_timings(results: list[WindowResult]) -> Timings:
     return timings
 
 
-def words_by_piece(engine: Engine, log_probabilities: np.ndarray, first_frame: int = 0) -> Iterator[list[Word]]:
+def words_by_piece(
+    engine: Engine, log_probabilities: np.ndarray, first_frame: int = 0, hotwords: tuple[str, ...] = ()
+) -> Iterator[list[Word]]:
     """Frames [T', classes] (from output frame `first_frame` of the input) -> the words of each
     piece of their path (Engine.path_pieces), piece by piece as the decoder finds them."""
     frame_seconds = engine.frame_samples / engine.sample_rate
-    for path in engine.path_pieces(log_probabilities):
+    for path in engine.path_pieces(log_probabilities, hotwords):
         span = log_probabilities[: len(path)]
         yield path_words(path, path_probabilities(span, path), engine.labels, frame_seconds, first_frame)
         log_probabilities, first_frame = log_probabilities[len(path) :], first_frame + len(path)
@@ -214,8 +220,8 @@ class PieceStream:
     being recognised. Greedy decoding cuts each window's frames at their last space: every word
     before it is complete, and each frame's class is its own argmax, so no later frame changes it."""
 
-    def __init__(self, engine: Engine, windows: list[Window]):
-        self.engine, self.windows = engine, windows
+    def __init__(self, engine: Engine, windows: list[Window], hotwords: tuple[str, ...] = ()):
+        self.engine, self.windows, self.hotwords = engine, windows, hotwords
         self.received = 0  # window results added
         self.tail = np.zeros((0, len(engine.labels) + 1), np.float32)  # frames not yet searched [T'', classes]
         self.tail_start = 0  # the output frame tail[0] is
@@ -272,15 +278,19 @@ class PieceStream:
 
     def _search(self, log_probabilities: np.ndarray, first_frame: int) -> None:
         def words() -> list[Word]:
-            return [word for piece in words_by_piece(self.engine, log_probabilities, first_frame) for word in piece]
+            pieces = words_by_piece(self.engine, log_probabilities, first_frame, self.hotwords)
+            return [word for piece in pieces for word in piece]
 
         self.searches.append(asyncio.ensure_future(asyncio.to_thread(words)))
 
 
-def decode(engine: Engine, windows: list[Window], results: list[WindowResult]) -> tuple[list[Word], Timings]:
+def decode(
+    engine: Engine, windows: list[Window], results: list[WindowResult], hotwords: tuple[str, ...] = ()
+) -> tuple[list[Word], Timings]:
     """Stitched windows -> words (CPU-bound for lexicon decoding: call it off the event loop)."""
     timings = batch_timings(results)
     start = time.perf_counter()
-    words = [word for piece in words_by_piece(engine, stitch(windows, results)) for word in piece]
+    pieces = words_by_piece(engine, stitch(windows, results), hotwords=hotwords)
+    words = [word for piece in pieces for word in piece]
     timings.ctc = time.perf_counter() - start
     return words, timings

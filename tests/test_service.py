@@ -156,6 +156,20 @@ def test_lexicon_decoding_service_gives_the_offline_beam_search_transcript(quart
         metrics = test_client.get("/metrics").text
         assert f"qasr_search_workers {float(ready['search_workers'])}" in metrics
         assert "qasr_search_workers_busy 0.0" in metrics  # the one request is done
+        hotwords = rare_words_spelt_with(service.state.service.engine, set(body["text"]) - {" "})
+        boosted = test_client.post("/v1/transcribe", params={"hotwords": ",".join(hotwords).upper()}, content=wav)
+        assert boosted.status_code == 200 and boosted.json()["hotwords"] == hotwords
+        streamed = test_client.post("/v1/transcribe", params={"stream": "true", "hotwords": hotwords}, content=wav)
+        assert server_events(streamed)[-1]["text"] == boosted.json()["text"]
+        prompted = test_client.post(
+            "/v1/audio/transcriptions",
+            data={"model": "whisper-1", "prompt": "The words are: " + ", ".join(hotwords) + "."},
+            files={"file": ("a.wav", wav)},
+        )
+        assert prompted.json()["text"] == boosted.json()["text"]
+        unknown = test_client.post("/v1/transcribe", params={"hotwords": "zzqxv the"}, content=wav)
+        assert unknown.status_code == 400
+        assert "hotwords not in the lexicon: zzqxv (QASR_VOCABULARY" in unknown.json()["error"]["message"]
         lexicon = service.state.service.engine.lexicon
         workers, template = [worker.pid for worker in lexicon._all], lexicon._template.process
     assert len(workers) == ready["search_workers"] and ended_within(workers, 5)  # ended at shutdown
@@ -166,11 +180,33 @@ def test_lexicon_decoding_service_gives_the_offline_beam_search_transcript(quart
     result = Recognizer(folder, "integer", "cpu", threads=1)(features, frames, with_logits=True)
     valid = int(result.lengths[0])
     log_probabilities = frame_log_probabilities(result.logits[0, :, :valid], logit_scale(model, "integer"))
-    path = LexiconDecoder(model.labels, settings.lexicon()).best_path(log_probabilities)
-    assert body["decoder"] == "lexicon"
+    decoder = LexiconDecoder(model.labels, settings.lexicon())
+    path = decoder.best_path(log_probabilities)
+    assert body["decoder"] == "lexicon" and body["hotwords"] == []
     assert body["text"]  # the word score makes the toy model's frames spell some words
     assert body["text"] == " ".join(greedy_text(path, valid, model.labels).split())
     assert [w["word"] for w in body["words"]] == body["text"].split()
+    boosted_path = decoder.best_path(log_probabilities, hotwords)
+    assert boosted.json()["text"] == " ".join(greedy_text(boosted_path, valid, model.labels).split())
+    assert boosted.json()["text"] != body["text"]
+
+
+def rare_words_spelt_with(engine: Engine, letters: set[str]) -> list[str]:
+    """The lexicon's two- and three-letter words outside its COMMON_WORDS likeliest that spell
+    with `letters` only, in order: hotwords the toy model's letter soup can turn into."""
+    lexicon = engine.hotword_lexicon
+    return sorted(w for w in lexicon.words - lexicon.common if len(w) in (2, 3) and set(w) <= letters)
+
+
+def test_hotwords_need_the_lexicon_search_and_a_greedy_service_ignores_a_prompt(client):
+    clip = encode(speechlike(2.0))
+    refused = client.post("/v1/transcribe", data={"hotwords": "cat"}, files={"file": ("a.wav", clip)})
+    assert refused.status_code == 400 and "need the lexicon decoder" in refused.json()["error"]["message"]
+    native = client.post("/v1/transcribe", content=clip).json()
+    prompted = client.post(
+        "/v1/audio/transcriptions", data={"model": "whisper-1", "prompt": "Zanzibar"}, files={"file": ("a.wav", clip)}
+    )
+    assert prompted.status_code == 200 and prompted.json()["text"] == native["text"]
 
 
 def test_a_search_worker_that_dies_fails_one_request_and_the_service_goes_on(quartznet_nemo, cache):

@@ -1,0 +1,39 @@
+"""A request's hotwords: parsed, checked against the lexicon, and picked from an OpenAI prompt."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.hotwords import HOTWORD_LIMIT, HotwordLexicon
+from quantizer.lexicon import SHIPPED_LANGUAGE_MODEL, LexiconSettings, UnknownWords
+from quantizer.nemo_configs import ENGLISH_LABELS
+
+
+@pytest.fixture(scope="module")
+def lexicon(tmp_path_factory) -> HotwordLexicon:
+    vocabulary = tmp_path_factory.mktemp("vocabulary") / "words.txt"
+    vocabulary.write_text("qasr\nkubeflow\n")
+    settings = LexiconSettings(language_model=str(SHIPPED_LANGUAGE_MODEL), vocabulary=str(vocabulary))
+    return HotwordLexicon(ENGLISH_LABELS, settings)
+
+
+def test_hotword_fields_split_on_commas_and_spaces_lower_cased_each_once(lexicon):
+    assert lexicon.checked(["Qasr, nemo\tlinux", "NEMO,, zebra\n"]) == ("qasr", "nemo", "linux", "zebra")
+    assert lexicon.checked([" , "]) == ()
+
+
+def test_words_outside_the_lexicon_are_named_and_too_many_refused(lexicon):
+    with pytest.raises(UnknownWords, match="not in the lexicon: zzqxv, qqq") as refused:
+        lexicon.checked(["linux zzqxv qqq zzqxv"])
+    assert refused.value.words == ["zzqxv", "qqq"]
+    words = sorted(lexicon.words)[: HOTWORD_LIMIT + 1]
+    assert len(lexicon.checked([" ".join(words[:HOTWORD_LIMIT])])) == HOTWORD_LIMIT
+    with pytest.raises(ValueError, match=f"at most {HOTWORD_LIMIT}"):
+        lexicon.checked([" ".join(words)])
+
+
+def test_a_prompt_gives_its_rarer_lexicon_words_only(lexicon):
+    assert {"the", "and", "meeting"} <= lexicon.common
+    prompt = "The meeting covered Kubeflow, NeMo and 'linux' kernels on Zzqxv-9 boxes."
+    assert lexicon.from_prompt(prompt) == ("kubeflow", "nemo", "linux", "kernels")
+    assert lexicon.from_prompt("") == () and lexicon.from_prompt("and the of") == ()
