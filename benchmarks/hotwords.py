@@ -1,0 +1,120 @@
+"""What hotwords do to the lexicon search's word errors: with the right words listed, and with wrong ones.
+
+    .venv/bin/python benchmarks/hotwords.py --model DIR --manifest M [--manifest M2 ...]
+        [--boost 11 ...] [--list-size 20] [--seed 0] [--jobs 2] [--vocabulary FILE]
+
+DIR: a folder written by `qasr quantize`; the `integer` graph gives each utterance's log-probabilities
+once. Each utterance gets two hotword lists of `--list-size` words, as a client that knows the
+topic would send: "right" holds the rare words of its own reference (lexicon words outside the
+COMMON_WORDS likeliest, the words `prompt` would pass on) padded with rare words of other
+utterances; "wrong" holds only other utterances' rare words. For each boost the table gives the
+WER with each list, the change against no hotwords with its 95 % paired bootstrap interval, and
+how many of the references' rare words were found (bag of words per utterance). `--vocabulary`
+adds a word list to the lexicon (QASR_VOCABULARY) for every row, "none" included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import random
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+
+from app.hotwords import HotwordLexicon
+from quantizer.ctc import frame_log_probabilities, greedy_text
+from quantizer.features import LogMelFrontEnd, pad_audio
+from quantizer.integer_model import IntegerModel
+from quantizer.lexicon import SHIPPED_LANGUAGE_MODEL, LexiconDecoder, LexiconSettings
+from quantizer.manifest import load_utterance, read_manifest
+from quantizer.runtime import Recognizer, logit_scale
+from quantizer.significance import paired_bootstrap_interval, word_errors
+
+
+def hotword_lists(
+    references: list[str], lexicon: HotwordLexicon, size: int, seed: int
+) -> tuple[list[list[str]], list[list[str]], list[list[str]]]:
+    """Each reference's rare lexicon words, its "right" list and its "wrong" list (see the docstring)."""
+    rare = [sorted({w for w in r.split() if w in lexicon.words and w not in lexicon.common}) for r in references]
+    everyone = sorted({w for words in rare for w in words})
+    rng = random.Random(seed)
+    right, wrong = [], []
+    for own in rare:
+        others = [w for w in everyone if w not in own]
+        right.append(own + rng.sample(others, max(size - len(own), 0)))
+        wrong.append(rng.sample(others, min(size, len(others))))
+    return rare, right, wrong
+
+
+def decode_all(job: tuple) -> list[str]:
+    """(labels, settings, log-probabilities per utterance, hotwords per utterance) -> texts."""
+    labels, settings, scores, lists = job
+    decoder = LexiconDecoder(labels, settings)
+    return [greedy_text(decoder.best_path(lp, h), len(lp), labels) for lp, h in zip(scores, lists, strict=True)]
+
+
+def found(references: list[str], hypotheses: list[str], rare: list[list[str]]) -> int:
+    """How many of the references' rare words the hypotheses hold (bag of words per utterance)."""
+    total = 0
+    for reference, hypothesis, words in zip(references, hypotheses, rare, strict=True):
+        have, want = Counter(hypothesis.split()), Counter(reference.split())
+        total += sum(min(have[w], want[w]) for w in words)
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--manifest", action="append", required=True)
+    parser.add_argument("--boost", type=float, action="append")
+    parser.add_argument("--list-size", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--language-model", default=str(SHIPPED_LANGUAGE_MODEL))
+    parser.add_argument("--vocabulary", default="")
+    args = parser.parse_args()
+
+    model = IntegerModel.load(args.model)
+    front_end, recognizer = LogMelFrontEnd.of(model), Recognizer(args.model, "integer", "cpu", args.jobs)
+    scale = logit_scale(model, "integer")
+    utterances = [u for manifest in args.manifest for u in read_manifest(manifest, model.labels)]
+    scores = []
+    for utterance in utterances:
+        result = recognizer(*front_end(*pad_audio([load_utterance(utterance)])), with_logits=True)
+        scores.append(frame_log_probabilities(result.logits[0, :, : result.lengths[0]], scale))
+    references = [u.text for u in utterances]
+    base = LexiconSettings(language_model=args.language_model, vocabulary=args.vocabulary)
+    lexicon = HotwordLexicon(model.labels, base)
+    rare, right, wrong = hotword_lists(references, lexicon, args.list_size, args.seed)
+    boosts = args.boost or [base.hotword_boost]
+    jobs = [(model.labels, base, scores, [[] for _ in scores])]
+    for boost in boosts:
+        settings = dataclasses.replace(base, hotword_boost=boost)
+        jobs += [(model.labels, settings, scores, right), (model.labels, settings, scores, wrong)]
+    with ProcessPoolExecutor(args.jobs) as pool:
+        texts = list(pool.map(decode_all, jobs))
+
+    rare_count = sum(Counter(r.split())[w] for r, words in zip(references, rare, strict=True) for w in words)
+    words = sum(len(r.split()) for r in references)
+    print(
+        f"{len(utterances)} utterances, {words} words; {rare_count} rare lexicon words in the references "
+        f"({rare_count / len(utterances):.1f} per utterance); lists of {args.list_size} words"
+    )
+    print("| hotwords | boost | WER % | change | 95 % interval | rare words found |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    plain_edits, counts = word_errors(references, texts[0])
+    plain_wer = plain_edits.sum() / counts.sum()
+    print(f"| none | - | {100 * plain_wer:.2f} | | | {found(references, texts[0], rare)} / {rare_count} |")
+    for index, boost in enumerate(boosts):
+        for name, hypotheses in (("right", texts[1 + 2 * index]), ("wrong", texts[2 + 2 * index])):
+            edits, _ = word_errors(references, hypotheses)
+            low, high = paired_bootstrap_interval(plain_edits, edits, counts)
+            change = edits.sum() / counts.sum() - plain_wer
+            print(
+                f"| {name} | {boost:g} | {100 * edits.sum() / counts.sum():.2f} | {100 * change:+.2f} | "
+                f"{100 * low:+.2f} .. {100 * high:+.2f} | {found(references, hypotheses, rare)} / {rare_count} |"
+            )
+
+
+if __name__ == "__main__":
+    main()
