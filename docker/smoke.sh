@@ -58,6 +58,9 @@ echo "ready: $ready"
 python3 -c 'import json, sys; assert json.loads(sys.argv[1])["search_workers"] >= 1' "$ready"  # one per core
 openai=$(curl -sf -F "file=@$clip" -F model=whisper-1 -F response_format=text http://127.0.0.1:8000/v1/audio/transcriptions)
 echo "openai-compatible (text): $openai"
+boosted=$(curl -sf -F "file=@$clip" -F "hotwords=quick, jumps, dog" http://127.0.0.1:8000/v1/transcribe)
+echo "with hotwords: $boosted" | cut -c1-300
+python3 -c 'import json, sys; assert json.loads(sys.argv[1])["hotwords"] == ["quick", "jumps", "dog"]' "$boosted"
 
 for _ in $(seq 60); do
     up=$(curl -sf 'http://127.0.0.1:9090/api/v1/query?query=up%7Bjob%3D%22qasr%22%7D' \
