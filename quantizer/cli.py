@@ -171,6 +171,7 @@ def _add_eval(commands) -> None:
         "'' for wordfreq unigrams",
     )
     parser.add_argument("--words", type=int, default=lexicon.words, help="lexicon without an ARPA: most frequent words")
+    parser.add_argument("--vocabulary", default="", help="lexicon: text file of words to add, one per line")
     parser.add_argument(
         "--search-workers",
         type=int,
@@ -191,6 +192,7 @@ def _eval(args: argparse.Namespace) -> int:
         token_beam=args.token_beam,
         beam_threshold=args.beam_threshold,
         language_model=args.language_model,
+        vocabulary=args.vocabulary,
     )
     labels = IntegerModel.load(args.model).labels
     with SearchWorkers(labels, settings, worker_count(args.search_workers)) as lexicon:

@@ -188,6 +188,11 @@ def test_eval_cli_names_a_language_model_it_cannot_use(tone_model, tmp_path, cap
         assert main([*arguments, "--decoder", "lexicon", "--language-model", str(path)]) == 2
         error = capsys.readouterr().err
         assert str(path) in error and phrase in error and "Traceback" not in error
+    vocabulary = tmp_path / "words.txt"
+    vocabulary.write_text("naïve\n")
+    assert main([*arguments, "--decoder", "lexicon", "--vocabulary", str(vocabulary)]) == 2
+    error = capsys.readouterr().err
+    assert f"{vocabulary}, line 1: 'naïve' has characters the model cannot spell" in error and "Traceback" not in error
 
 
 def test_eval_cli_names_a_missing_gpu_provider(tone_model, capsys):
