@@ -30,9 +30,8 @@ from app.limits import BodyLimit
 from app.metrics import Metrics
 from app.model_store import PreparedModel, prepare_model
 from app.settings import Settings
-from app.transcriber import Engine, PieceStream, Timings, Window, WindowResult, batch_timings, decode, plan_windows
+from app.transcriber import Engine, PieceStream, Timings, Window, WindowResult, batch_timings, decode
 from quantizer.lexicon import UnknownWords
-from quantizer.synthetic import SyntheticSettings
 
 log = logging.getLogger("qasr.api")
 
@@ -101,12 +100,6 @@ def stream_wanted(values: list[str]) -> bool:
     return stream
 
 
-def word_bodies(words: list[Word]) -> list[dict]:
-    return [
-        {"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3), "confidence": w.confidence} for w in words
-    ]
-
-
 class ApiError(Exception):
     def __init__(self, status: int, message: str, kind: str = "invalid_request_error", headers: dict | None = None):
         super().__init__(message)
@@ -147,14 +140,7 @@ class Transcription:
 def load_model(state: ServiceState) -> None:
     """The startup job: quantize (or reuse the cache), open the session, warm up."""
     s = state.settings
-    synthetic = SyntheticSettings(
-        samples=s.calib_samples,
-        frames=s.calib_frames,
-        min_frames=min(SyntheticSettings().min_frames, s.calib_frames),
-        iters=s.calib_iters,
-        seed=s.calib_seed,
-    )
-    state.prepared = prepare_model(s.model_path, s.cache_dir, synthetic)
+    state.prepared = prepare_model(s.model_path, s.cache_dir, s.calibration())
     log.info("opening the %s session", s.backend)
     workers = s.search_worker_count()
     state.engine = Engine(
@@ -399,7 +385,7 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
         timings = Timings()
         async with aclosing(words_as_found(upload, deadline, timings, hotwords)) as pieces:
             async for piece in pieces:
-                yield {"type": "transcript.words", "words": word_bodies(piece)}
+                yield {"type": "transcript.words", "words": formats.word_bodies(piece)}
                 words.extend(piece)
         total_s = time.perf_counter() - upload.start
         done = Transcription(words, upload.duration, timings, upload.decode_s, total_s)
@@ -421,7 +407,7 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
         """`/v1/transcribe`'s answer."""
         return {
             "text": transcript(result.words),
-            "words": word_bodies(result.words),
+            "words": formats.word_bodies(result.words),
             "hotwords": list(hotwords),
             "duration": round(result.duration, 3),
             "model": settings.model_name,
@@ -447,14 +433,7 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
         start = time.perf_counter()
         audio = await asyncio.to_thread(decode_audio, data, engine.sample_rate, settings.max_audio_seconds)
         decode_s = time.perf_counter() - start
-        rate = engine.sample_rate
-        windows = plan_windows(
-            len(audio.samples),
-            int(settings.chunk_seconds * rate),
-            int(settings.chunk_overlap_seconds * rate),
-            engine.frame_samples,
-        )
-        samples = [audio.samples[w.start : w.stop] for w in windows]
+        windows, samples = engine.windows_of(audio.samples, settings.chunk_seconds, settings.chunk_overlap_seconds)
         return Upload(windows, samples, audio.seconds, decode_s, start)
 
     def observe(upload: Upload, timings: Timings, total_s: float) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,4 +67,6 @@ def decode_audio(data: bytes, target_rate: int, max_seconds: float) -> Audio:
 
 
 def _reason(error: Exception) -> str:
-    return str(error).split("\n")[0][:200] or type(error).__name__
+    """A decoder's error in one short line, without libsndfile's "Error opening <the buffer object>: "."""
+    line = re.sub(r"^Error opening <[^>]*>: ", "", str(error).split("\n")[0])
+    return line[:200] or type(error).__name__

@@ -1,14 +1,20 @@
-"""`qasr serve` starts the service; every other `qasr` command is the quantizer's."""
+"""`qasr serve` starts the service and `qasr transcribe` runs its pipeline on files; every other
+`qasr` command is the quantizer's."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
 from pathlib import Path
 
+from app import formats
+from app.audio import AudioError
+from app.decoding import transcript
 from app.model_store import check_checkpoint
+from app.offline import FileTranscript, OfflineTranscriber
 from app.settings import Settings
 from quantizer import cli as quantizer_cli
 from quantizer.checkpoint import CheckpointError, UnsupportedModelError
@@ -23,39 +29,51 @@ def with_two_malloc_arenas(argv: list[str]) -> None:
         os.execv(sys.executable, [sys.executable, "-m", "app.cli", "serve", *argv])
 
 
-def serve(argv: list[str]) -> int:
+TRANSCRIPT_FORMATS = ("text", "json", "srt", "vtt")
+MODEL_FLAGS = {
+    "model": "model_path",
+    "backend": "backend",
+    "device": "device",
+    "decoder": "decoder",
+    "cache_dir": "cache_dir",
+}
+
+
+def model_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """A parser with the flags that choose and run the model, shared by `serve` and `transcribe`."""
     parser = argparse.ArgumentParser(
-        prog="qasr serve",
-        description="Serve a .nemo model over HTTP. Every option "
-        "also reads a QASR_* environment variable (see the README); flags win.",
+        prog=prog,
+        description=f"{description} The model options also read QASR_* variables (see the README); flags win.",
     )
     parser.add_argument("--model", type=Path, help="a .nemo checkpoint (QASR_MODEL_PATH; default: the shipped one)")
-    parser.add_argument("--host", help="QASR_HOST (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="QASR_PORT (default 8000)")
-    parser.add_argument("--backend", help="QASR_BACKEND: integer (default), int8, qdq or fp32")
+    parser.add_argument("--backend", help="QASR_BACKEND: integer-float (default), integer, int8, qdq or fp32")
     parser.add_argument("--device", help="QASR_DEVICE: auto (default), cpu, cuda or tensorrt")
     parser.add_argument("--decoder", help="QASR_DECODER: auto (default), greedy or lexicon")
     parser.add_argument("--cache-dir", type=Path, help="QASR_CACHE_DIR")
-    args = parser.parse_args(argv)
-    overrides = {
-        k: v
-        for k, v in (
-            ("model_path", args.model),
-            ("host", args.host),
-            ("port", args.port),
-            ("backend", args.backend),
-            ("device", args.device),
-            ("decoder", args.decoder),
-            ("cache_dir", args.cache_dir),
-        )
-        if v is not None
-    }
+    return parser
+
+
+def checked_settings(prog: str, args: argparse.Namespace, flags: dict[str, str]) -> Settings | None:
+    """Settings from the environment with the given flags (argparse name -> setting) over them;
+    None, after saying why on stderr, if they or the checkpoint cannot be used."""
+    overrides = {setting: getattr(args, flag) for flag, setting in flags.items() if getattr(args, flag) is not None}
     try:
         settings = Settings(**overrides)
         settings.check()
         check_checkpoint(settings.model_path)
     except (CheckpointError, UnsupportedModelError, ValueError) as error:
-        print(f"qasr serve: error: {error}", file=sys.stderr)
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return None
+    return settings
+
+
+def serve(argv: list[str]) -> int:
+    parser = model_parser("qasr serve", "Serve a .nemo model over HTTP.")
+    parser.add_argument("--host", help="QASR_HOST (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="QASR_PORT (default 8000)")
+    args = parser.parse_args(argv)
+    settings = checked_settings("qasr serve", args, MODEL_FLAGS | {"host": "host", "port": "port"})
+    if settings is None:
         return 2
 
     import uvicorn
@@ -85,6 +103,58 @@ def serve(argv: list[str]) -> int:
     return 0
 
 
+def transcribe(argv: list[str]) -> int:
+    parser = model_parser(
+        "qasr transcribe",
+        "Transcribe audio files on this machine with the service's pipeline, cache and settings; no server.",
+    )
+    parser.add_argument("files", nargs="+", type=Path, help="audio files: WAV, FLAC, OGG/Opus, MP3, ...")
+    parser.add_argument("--hotwords", action="append", default=[], help="lexicon words to favour (repeatable)")
+    parser.add_argument(
+        "--format", choices=TRANSCRIPT_FORMATS, default="text", help="text (default), json (a line per file), srt, vtt"
+    )
+    args = parser.parse_args(argv)
+    if args.format in ("srt", "vtt") and len(args.files) > 1:
+        parser.error(f"--format {args.format} takes one file")
+    settings = checked_settings("qasr transcribe", args, MODEL_FLAGS)
+    if settings is None:
+        return 2
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    transcriber = OfflineTranscriber(settings)
+    try:
+        hotwords = transcriber.hotwords(args.hotwords)
+    except ValueError as error:
+        print(f"qasr transcribe: error: {error}", file=sys.stderr)
+        transcriber.close()
+        return 2
+    failed = 0
+    try:
+        for path in args.files:
+            try:
+                result = transcriber.transcribe(path.read_bytes(), hotwords)
+            except (OSError, AudioError) as error:
+                print(f"qasr transcribe: {path}: {error}", file=sys.stderr)
+                failed += 1
+                continue
+            print(formatted(result, path, args.format, several=len(args.files) > 1), flush=True)
+    finally:
+        transcriber.close()
+    return 1 if failed else 0
+
+
+def formatted(result: FileTranscript, path: Path, format: str, several: bool) -> str:
+    """One file's transcript as `qasr transcribe` prints it."""
+    text = transcript(result.words)
+    if format == "json":
+        body = {"file": str(path), "text": text, "words": formats.word_bodies(result.words)}
+        return json.dumps(body | {"duration": round(result.duration, 3)})
+    if format == "srt":
+        return formats.srt(result.words)
+    if format == "vtt":
+        return formats.vtt(result.words)
+    return f"{path}\t{text}" if several else text
+
+
 def main(argv: list[str] | None = None) -> int:
     """argv None: the real command line (only then may `serve` re-run the process)."""
     if argv is None:
@@ -93,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
             with_two_malloc_arenas(argv[1:])
     if argv[:1] == ["serve"]:
         return serve(argv[1:])
+    if argv[:1] == ["transcribe"]:
+        return transcribe(argv[1:])
     return quantizer_cli.main(argv)
 
 

@@ -24,6 +24,13 @@ class Segment:
         return transcript(self.words)
 
 
+def word_bodies(words: list[Word]) -> list[dict]:
+    """Timed words as JSON: word, start and end in s, confidence 0-1."""
+    return [
+        {"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3), "confidence": w.confidence} for w in words
+    ]
+
+
 def segments(words: list[Word]) -> list[Segment]:
     groups: list[list[Word]] = []
     for word in words:

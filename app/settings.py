@@ -13,6 +13,7 @@ from quantizer.checkpoint import file_sha256
 from quantizer.lexicon import DECODERS, SHIPPED_LANGUAGE_MODEL, LexiconSettings
 from quantizer.lexicon_workers import worker_count
 from quantizer.runtime import BACKENDS, DEVICES
+from quantizer.synthetic import SyntheticSettings
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 SHIPPED_MODEL = REPOSITORY / "models" / "qasr-en-quartznet5x5.nemo"
@@ -122,6 +123,16 @@ class Settings(BaseSettings):
         if self.decoding() != "lexicon":
             return None
         return worker_count(self.search_workers)
+
+    def calibration(self) -> SyntheticSettings:
+        """The startup job's zero-shot calibration (QASR_CALIB_*)."""
+        return SyntheticSettings(
+            samples=self.calib_samples,
+            frames=self.calib_frames,
+            min_frames=min(SyntheticSettings().min_frames, self.calib_frames),
+            iters=self.calib_iters,
+            seed=self.calib_seed,
+        )
 
     def lexicon(self) -> LexiconSettings | None:
         """The lexicon decoder's settings, or None for greedy decoding."""

@@ -122,6 +122,16 @@ class Engine:
         self.warmup_s = time.perf_counter() - start
         return buckets
 
+    def windows_of(
+        self, samples: np.ndarray, window_seconds: float, overlap_seconds: float
+    ) -> tuple[list[Window], list[np.ndarray]]:
+        """Mono samples at sample_rate -> the windows that cover them (plan_windows) and each one's samples."""
+        rate = self.sample_rate
+        windows = plan_windows(
+            len(samples), int(window_seconds * rate), int(overlap_seconds * rate), self.frame_samples
+        )
+        return windows, [samples[w.start : w.stop] for w in windows]
+
     def run(self, windows: list[np.ndarray], batch_id: int = 0) -> list[WindowResult]:
         """float32 sample windows (any lengths) -> per-window frame scores, as one padded batch."""
         start = time.perf_counter()

@@ -298,7 +298,7 @@ def nan_wav() -> bytes:
     ("data", "status", "phrase"),
     [
         (b"", 400, "empty"),
-        (b"\x00\x01garbage" * 100, 415, "not a readable audio file"),
+        (b"\x00\x01garbage" * 100, 415, "not a readable audio file (Format not recognised.)"),
         (b"\x00\x00\x00\x20ftypM4A " + b"\x00" * 200, 415, "M4A"),
         (lambda: encode(speechlike(1.0))[:44], 400, "no samples"),
         (lambda: encode(np.zeros(RATE, np.float32)), 400, "silence"),
@@ -696,3 +696,52 @@ def test_cors_headers_only_when_configured(client, quartznet_nemo, cache):
         allowed = test_client.options("/v1/transcribe", headers=preflight)
         assert allowed.headers["access-control-allow-origin"] == "https://example.com"
         wait_ready(test_client)  # a startup job still in native code when Python exits aborts the process
+
+
+@pytest.fixture
+def service_environment(quartznet_nemo, cache, monkeypatch):
+    """QASR_* variables for the settings `client` runs with, so that `qasr transcribe` finds its cache entry."""
+    for name, value in settings_for(quartznet_nemo, cache).model_dump().items():
+        if name in (
+            "calib_samples",
+            "calib_frames",
+            "calib_iters",
+            "threads",
+            "chunk_seconds",
+            "chunk_overlap_seconds",
+        ):
+            monkeypatch.setenv(f"QASR_{name.upper()}", str(value))
+    return ["--model", str(quartznet_nemo), "--cache-dir", str(cache)]
+
+
+def test_qasr_transcribe_gives_the_services_words_for_files(client, service_environment, tmp_path, capsys):
+    from app.cli import main
+
+    clip = tmp_path / "clip.wav"
+    clip.write_bytes(encode(speechlike(9.0, seed=4)))  # three windows of 4 s
+    native = client.post("/v1/transcribe", content=clip.read_bytes()).json()
+    assert sum(native["batch_sizes"]) >= 3 and native["text"]  # the windows went through batches
+    assert main(["transcribe", str(clip), "--format", "json", *service_environment]) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert body["text"] == native["text"] and body["words"] == native["words"]
+    assert body["file"] == str(clip) and body["duration"] == pytest.approx(9.0)
+    assert main(["transcribe", str(clip), *service_environment]) == 0
+    assert capsys.readouterr().out == native["text"] + "\n"
+
+
+def test_qasr_transcribe_reports_each_bad_file_and_goes_on(client, service_environment, tmp_path, capsys):
+    from app.cli import main
+
+    clip, garbage = tmp_path / "clip.wav", tmp_path / "notes.wav"
+    clip.write_bytes(encode(speechlike(2.0)))
+    garbage.write_bytes(b"\x00\x01garbage" * 100)
+    missing = tmp_path / "gone.wav"
+    assert main(["transcribe", str(garbage), str(clip), str(missing), *service_environment]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.startswith(f"{clip}\t") and captured.out.count("\n") == 1
+    assert f"{garbage}: not a readable audio file" in captured.err and f"{missing}: [Errno 2]" in captured.err
+    assert main(["transcribe", str(clip), "--hotwords", "cat", *service_environment]) == 2
+    assert "hotwords need the lexicon decoder" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:
+        main(["transcribe", str(clip), str(clip), "--format", "srt", *service_environment])
+    assert refused.value.code == 2 and "--format srt takes one file" in capsys.readouterr().err
