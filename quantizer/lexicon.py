@@ -98,11 +98,16 @@ def lexicon_words(labels: list[str], settings: LexiconSettings) -> tuple[list[st
 
 
 class UnknownWords(ValueError):
-    """Hotwords that are not in the lexicon, so that no search can find them."""
+    """Hotwords that are not in the lexicon, so that no search can find them; the message names
+    the first few."""
+
+    SHOWN = 10
 
     def __init__(self, words: list[str]):
         self.words = words
-        super().__init__(f"not in the lexicon: {', '.join(words)}")
+        shown = ", ".join(word[:40] for word in words[: self.SHOWN])
+        more = f" and {len(words) - self.SHOWN} more" if len(words) > self.SHOWN else ""
+        super().__init__(f"not in the lexicon: {shown}{more}")
 
 
 def _arpa_lines(path: str | Path) -> Iterator[tuple[str, str]]:

@@ -26,6 +26,10 @@ def test_words_outside_the_lexicon_are_named_and_too_many_refused(lexicon):
     with pytest.raises(UnknownWords, match="not in the lexicon: zzqxv, qqq") as refused:
         lexicon.checked(["linux zzqxv qqq zzqxv"])
     assert refused.value.words == ["zzqxv", "qqq"]
+    junk = [f"x{'q' * 50}{n}" for n in range(25)]
+    with pytest.raises(UnknownWords) as refused:
+        lexicon.checked([" ".join(junk)])
+    assert str(refused.value).endswith(f"{'q' * 39} and 15 more") and len(str(refused.value)) < 500
     words = sorted(lexicon.words)[: HOTWORD_LIMIT + 1]
     assert len(lexicon.checked([" ".join(words[:HOTWORD_LIMIT])])) == HOTWORD_LIMIT
     with pytest.raises(ValueError, match=f"at most {HOTWORD_LIMIT}"):
