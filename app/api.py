@@ -285,11 +285,12 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
             raise ApiError(504, f"transcription took longer than {settings.request_timeout_s:g} s", "timeout") from None
 
     def requested_hotwords(fields: list[str]) -> tuple[str, ...]:
-        """`hotwords` fields -> the words the search is to favour; 400 for words it cannot take."""
+        """`hotwords` fields -> the words the search is to favour, QASR_HOTWORDS first; 400 for words
+        it cannot take."""
+        lexicon = state.engine.hotword_lexicon if state.engine is not None else None
         if not fields:
-            return ()
+            return lexicon.defaults if lexicon is not None else ()
         require_ready()
-        lexicon = state.engine.hotword_lexicon
         if lexicon is None:
             raise ApiError(
                 400, "hotwords need the lexicon decoder (QASR_DECODER=lexicon); this service decodes greedily"
@@ -302,9 +303,10 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
             raise ApiError(400, str(error)) from None
 
     def prompt_hotwords(prompt: str) -> tuple[str, ...]:
-        """An OpenAI `prompt`'s rarer lexicon words (HotwordLexicon.from_prompt); none when greedy."""
+        """QASR_HOTWORDS and an OpenAI `prompt`'s rarer lexicon words (HotwordLexicon.from_prompt);
+        none when greedy."""
         lexicon = state.engine.hotword_lexicon if state.engine is not None else None
-        return lexicon.from_prompt(prompt) if lexicon is not None and prompt else ()
+        return lexicon.from_prompt(prompt) if lexicon is not None else ()
 
     async def transcribe(data: bytes, hotwords: tuple[str, ...] = ()) -> Transcription:
         """Decode, recognise and decode CTC, all within the request timeout (504 past it)."""

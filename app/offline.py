@@ -36,12 +36,14 @@ class OfflineTranscriber:
         )
 
     def hotwords(self, fields: list[str]) -> tuple[str, ...]:
-        """`--hotwords` values -> the words (HotwordLexicon.checked); ValueError when decoding greedily."""
+        """`--hotwords` values -> the words (HotwordLexicon.checked, QASR_HOTWORDS first); ValueError
+        when decoding greedily."""
+        lexicon = self.engine.hotword_lexicon
         if not fields:
-            return ()
-        if self.engine.hotword_lexicon is None:
+            return lexicon.defaults if lexicon is not None else ()
+        if lexicon is None:
             raise ValueError("hotwords need the lexicon decoder (--decoder lexicon)")
-        return self.engine.hotword_lexicon.checked(fields)
+        return lexicon.checked(fields)
 
     def transcribe(self, data: bytes, hotwords: tuple[str, ...] = ()) -> FileTranscript:
         """An audio file's bytes -> its words; AudioError for what cannot be read (as the service's 4xx)."""

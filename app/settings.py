@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.hotwords import hotword_list
 from app.shapes import PAD_SHAPES
 from quantizer.checkpoint import file_sha256
 from quantizer.lexicon import DECODERS, SHIPPED_LANGUAGE_MODEL, LexiconSettings
@@ -54,6 +55,7 @@ class Settings(BaseSettings):
     hotword_boost: float = Field(
         LexiconSettings().hotword_boost, ge=0, description="lexicon decoder: ln of how much likelier a hotword is made"
     )
+    hotwords: str = Field("", description="lexicon decoder: words every request favours, separated by commas or spaces")
     search_workers: int = Field(
         0, ge=0, description="lexicon decoder: processes running searches side by side (0: one per core)"
     )
@@ -100,6 +102,8 @@ class Settings(BaseSettings):
             raise ValueError(f"QASR_LANGUAGE_MODEL={self.language_model!r}: no such file (empty: wordfreq unigrams)")
         if self.decoding() == "lexicon" and self.vocabulary and not Path(self.vocabulary).is_file():
             raise ValueError(f"QASR_VOCABULARY={self.vocabulary!r}: no such file")
+        if self.decoding() == "greedy" and hotword_list([self.hotwords]):
+            raise ValueError("QASR_HOTWORDS needs the lexicon decoder (QASR_DECODER=lexicon)")
         if self.chunk_overlap_seconds * 2 >= self.chunk_seconds:
             raise ValueError("QASR_CHUNK_OVERLAP_SECONDS must be less than half of QASR_CHUNK_SECONDS")
 
@@ -145,4 +149,5 @@ class Settings(BaseSettings):
             language_model=self.language_model,
             vocabulary=self.vocabulary,
             hotword_boost=self.hotword_boost,
+            hotwords=hotword_list([self.hotwords]),
         )

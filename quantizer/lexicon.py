@@ -51,6 +51,7 @@ class LexiconSettings:
     # A request's hotwords are made this much likelier (ln of the factor) to the language model
     # whenever the search ends one; chosen on held-out synthetic speech kept for tuning (README, Hotwords):
     hotword_boost: float = 11.0
+    hotwords: tuple[str, ...] = ()  # lexicon words every search favours, besides each search's own
 
 
 def english_unigrams(labels: list[str], count: int) -> tuple[list[str], np.ndarray]:
@@ -285,10 +286,12 @@ class LexiconDecoder:
             spelling = [labels.index(c) for c in word] + [self.space]
             self.trie.insert(spelling, index, float(log_probabilities[index]) / self.lm_scale)
         self.trie.smear(flashlight.SmearingMode.MAX)
+        self.boosts(settings.hotwords)  # UnknownWords now rather than at the first search
 
     def boosts(self, hotwords: Iterable[str]) -> dict[int, float]:
-        """Hotwords -> the language model's boost for each (its units); UnknownWords for any not in the lexicon."""
-        words = list(dict.fromkeys(word.lower() for word in hotwords))
+        """Hotwords, with settings.hotwords -> the language model's boost for each (its units);
+        UnknownWords for any not in the lexicon."""
+        words = list(dict.fromkeys(word.lower() for word in (*self.settings.hotwords, *hotwords)))
         unknown = [word for word in words if word not in self.index]
         if unknown:
             raise UnknownWords(unknown)

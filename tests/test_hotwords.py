@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.hotwords import HOTWORD_LIMIT, HotwordLexicon
+from app.settings import Settings
 from quantizer.lexicon import SHIPPED_LANGUAGE_MODEL, LexiconSettings, UnknownWords
 from quantizer.nemo_configs import ENGLISH_LABELS
 
@@ -41,3 +42,23 @@ def test_a_prompt_gives_its_rarer_lexicon_words_only(lexicon):
     prompt = "The meeting covered Kubeflow, NeMo and 'linux' kernels on Zzqxv-9 boxes."
     assert lexicon.from_prompt(prompt) == ("kubeflow", "nemo", "linux", "kernels")
     assert lexicon.from_prompt("") == () and lexicon.from_prompt("and the of") == ()
+
+
+def test_the_settings_hotwords_start_every_list_and_must_be_in_the_lexicon(lexicon):
+    settings = LexiconSettings(language_model=str(SHIPPED_LANGUAGE_MODEL), hotwords=("zanzibar", "dhow"))
+    with_defaults = HotwordLexicon(ENGLISH_LABELS, settings)
+    assert with_defaults.checked(["linux dhow"]) == ("zanzibar", "dhow", "linux")
+    assert with_defaults.from_prompt("About Linux.") == ("zanzibar", "dhow", "linux")
+    assert with_defaults.from_prompt("") == ("zanzibar", "dhow")
+    with pytest.raises(ValueError, match="QASR_HOTWORDS: not in the lexicon: kubeflow"):
+        HotwordLexicon(
+            ENGLISH_LABELS, LexiconSettings(language_model=str(SHIPPED_LANGUAGE_MODEL), hotwords=("kubeflow",))
+        )
+
+
+def test_hotwords_in_the_settings_need_the_lexicon_decoder():
+    settings = Settings(decoder="greedy", hotwords="zanzibar, dhow")
+    with pytest.raises(ValueError, match="QASR_HOTWORDS needs the lexicon decoder"):
+        settings.check()
+    lexicon = Settings(decoder="lexicon", hotwords="Zanzibar,  dhow").lexicon()
+    assert lexicon is not None and lexicon.hotwords == ("zanzibar", "dhow")

@@ -207,6 +207,14 @@ def test_a_hotword_wins_where_the_language_model_and_the_sound_prefer_another_wo
     assert " ".join(greedy_text(plain.best_path(frames, ["cot"]), len(frames), ENGLISH_LABELS).split()) == "the cat"
 
 
+def test_the_settings_hotwords_favour_every_search_and_must_be_in_the_lexicon(context_arpa):
+    settings = LexiconSettings(lm_weight=1.0, language_model=str(context_arpa), hotwords=("cot",))
+    decoder = LexiconDecoder(ENGLISH_LABELS, settings)
+    assert text_of(decoder, the_cat_or_cot()) == "the cot"
+    with pytest.raises(UnknownWords, match="not in the lexicon: dog"):
+        LexiconDecoder(ENGLISH_LABELS, dataclasses.replace(settings, hotwords=("cot", "dog")))
+
+
 def test_a_hotword_wins_with_the_unigram_language_model_too(decoder):
     frames = frames_spelling({"r": LIKELY}, {"e": LIKELY, "a": LIKELY - 0.5}, {"d": LIKELY}, {"-": LIKELY})
     assert text_of(decoder, frames) == "red"
