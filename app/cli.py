@@ -108,7 +108,9 @@ def transcribe(argv: list[str]) -> int:
         "qasr transcribe",
         "Transcribe audio files on this machine with the service's pipeline, cache and settings; no server.",
     )
-    parser.add_argument("files", nargs="+", type=Path, help="audio files: WAV, FLAC, OGG/Opus, MP3, ...")
+    parser.add_argument(
+        "files", nargs="+", type=Path, help="audio files (WAV, FLAC, OGG/Opus, MP3, ...); - reads stdin"
+    )
     parser.add_argument("--hotwords", action="append", default=[], help="lexicon words to favour (repeatable)")
     parser.add_argument(
         "--format", choices=TRANSCRIPT_FORMATS, default="text", help="text (default), json (a line per file), srt, vtt"
@@ -131,7 +133,8 @@ def transcribe(argv: list[str]) -> int:
     try:
         for path in args.files:
             try:
-                result = transcriber.transcribe(path.read_bytes(), hotwords)
+                data = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
+                result = transcriber.transcribe(data, hotwords)
             except (OSError, AudioError) as error:
                 print(f"qasr transcribe: {path}: {error}", file=sys.stderr)
                 failed += 1

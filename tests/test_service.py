@@ -714,7 +714,7 @@ def service_environment(quartznet_nemo, cache, monkeypatch):
     return ["--model", str(quartznet_nemo), "--cache-dir", str(cache)]
 
 
-def test_qasr_transcribe_gives_the_services_words_for_files(client, service_environment, tmp_path, capsys):
+def test_qasr_transcribe_gives_the_services_words_for_files(client, service_environment, tmp_path, capsys, monkeypatch):
     from app.cli import main
 
     clip = tmp_path / "clip.wav"
@@ -726,6 +726,9 @@ def test_qasr_transcribe_gives_the_services_words_for_files(client, service_envi
     assert body["text"] == native["text"] and body["words"] == native["words"]
     assert body["file"] == str(clip) and body["duration"] == pytest.approx(9.0)
     assert main(["transcribe", str(clip), *service_environment]) == 0
+    assert capsys.readouterr().out == native["text"] + "\n"
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(clip.read_bytes())))
+    assert main(["transcribe", "-", *service_environment]) == 0
     assert capsys.readouterr().out == native["text"] + "\n"
 
 
