@@ -1,7 +1,7 @@
 """What hotwords do to the lexicon search's word errors: with the right words listed, and with wrong ones.
 
     .venv/bin/python benchmarks/hotwords.py --model DIR --manifest M [--manifest M2 ...]
-        [--boost 11 ...] [--list-size 20] [--seed 0] [--jobs 2] [--vocabulary FILE]
+        [--boost 11 ...] [--list-size 20] [--seed 0] [--jobs 2] [--vocabulary FILE] [--group-by FIELD]
 
 DIR: a folder written by `qasr quantize`; the `integer` graph gives each utterance's log-probabilities
 once. Each utterance gets two hotword lists of `--list-size` words, as a client that knows the
@@ -10,7 +10,10 @@ COMMON_WORDS likeliest, the words `prompt` would pass on) padded with rare words
 utterances; "wrong" holds only other utterances' rare words. For each boost the table gives the
 WER with each list, the change against no hotwords with its 95 % paired bootstrap interval, and
 how many of the references' rare words were found (bag of words per utterance). `--vocabulary`
-adds a word list to the lexicon (QASR_VOCABULARY) for every row, "none" included.
+adds a word list to the lexicon (QASR_VOCABULARY) for every row, "none" included. `--group-by`
+(a manifest field, such as the speaker, who reads one book) adds "topic" lists: the rare words of
+the other utterances of the same group, as a client that knows the book but not the sentence would
+send them (they hold an utterance's own rare words only where those recur).
 """
 
 from __future__ import annotations
@@ -46,6 +49,15 @@ def hotword_lists(
     return rare, right, wrong
 
 
+def topic_lists(rare: list[list[str]], groups: list[str]) -> list[list[str]]:
+    """Each utterance's "topic" list: the rare words of the other utterances of its group (those that
+    recur in its own count; the ones only it holds are not known to the list)."""
+    return [
+        sorted({w for j, words in enumerate(rare) if groups[j] == group and j != index for w in words})
+        for index, group in enumerate(groups)
+    ]
+
+
 def decode_all(job: tuple) -> list[str]:
     """(labels, settings, log-probabilities per utterance, hotwords per utterance) -> texts."""
     labels, settings, scores, lists = job
@@ -72,12 +84,13 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--language-model", default=str(SHIPPED_LANGUAGE_MODEL))
     parser.add_argument("--vocabulary", default="")
+    parser.add_argument("--group-by", help="a manifest field: adds topic lists from the same group")
     args = parser.parse_args()
 
     model = IntegerModel.load(args.model)
     front_end, recognizer = LogMelFrontEnd.of(model), Recognizer(args.model, "integer", "cpu", args.jobs)
     scale = logit_scale(model, "integer")
-    utterances = [u for manifest in args.manifest for u in read_manifest(manifest, model.labels)]
+    utterances = [u for m in args.manifest for u in read_manifest(m, model.labels, group_by=args.group_by)]
     scores = []
     for utterance in utterances:
         result = recognizer(*front_end(*pad_audio([load_utterance(utterance)])), with_logits=True)
@@ -87,10 +100,13 @@ def main() -> None:
     lexicon = HotwordLexicon(model.labels, base)
     rare, right, wrong = hotword_lists(references, lexicon, args.list_size, args.seed)
     boosts = args.boost or [base.hotword_boost]
+    conditions = {"right": right, "wrong": wrong}
+    if args.group_by:
+        conditions["topic"] = topic_lists(rare, [u.group for u in utterances])
     jobs = [(model.labels, base, scores, [[] for _ in scores])]
     for boost in boosts:
         settings = dataclasses.replace(base, hotword_boost=boost)
-        jobs += [(model.labels, settings, scores, right), (model.labels, settings, scores, wrong)]
+        jobs += [(model.labels, settings, scores, lists) for lists in conditions.values()]
     with ProcessPoolExecutor(args.jobs) as pool:
         texts = list(pool.map(decode_all, jobs))
 
@@ -106,7 +122,8 @@ def main() -> None:
     plain_wer = plain_edits.sum() / counts.sum()
     print(f"| none | - | {100 * plain_wer:.2f} | | | {found(references, texts[0], rare)} / {rare_count} |")
     for index, boost in enumerate(boosts):
-        for name, hypotheses in (("right", texts[1 + 2 * index]), ("wrong", texts[2 + 2 * index])):
+        first = 1 + index * len(conditions)
+        for name, hypotheses in zip(conditions, texts[first : first + len(conditions)], strict=True):
             edits, _ = word_errors(references, hypotheses)
             low, high = paired_bootstrap_interval(plain_edits, edits, counts)
             change = edits.sum() / counts.sum() - plain_wer
