@@ -143,17 +143,7 @@ def load_model(state: ServiceState) -> None:
     state.prepared = prepare_model(s.model_path, s.cache_dir, s.calibration())
     log.info("opening the %s session", s.backend)
     workers = s.search_worker_count()
-    state.engine = Engine(
-        state.prepared.folder,
-        s.backend,
-        s.device,
-        s.threads,
-        window_seconds=s.chunk_seconds,
-        max_batch=s.max_batch_size,
-        pad_shapes=s.pad_shapes,
-        lexicon=s.lexicon(),
-        search_workers=workers,
-    )
+    state.engine = Engine.from_settings(state.prepared.folder, s, workers)
     if state.engine.buckets is not None:
         log.info("%d input shapes warmed up in %.1f s", len(state.engine.buckets.shapes()), state.engine.warmup_s)
     state.metrics.record_report(state.prepared.report, state.prepared.quantize_seconds)

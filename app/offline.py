@@ -24,16 +24,7 @@ class OfflineTranscriber:
     def __init__(self, settings: Settings):
         self.settings = settings
         prepared = prepare_model(settings.model_path, settings.cache_dir, settings.calibration())
-        self.engine = Engine(
-            prepared.folder,
-            settings.backend,
-            settings.device,
-            settings.threads,
-            window_seconds=settings.chunk_seconds,
-            max_batch=settings.max_batch_size,
-            pad_shapes=settings.pad_shapes,
-            lexicon=settings.lexicon(),
-        )
+        self.engine = Engine.from_settings(prepared.folder, settings, search_workers=None)
 
     def hotwords(self, fields: list[str]) -> tuple[str, ...]:
         """`--hotwords` values -> the words (HotwordLexicon.checked, QASR_HOTWORDS first); ValueError

@@ -14,6 +14,7 @@ import numpy as np
 
 from app.decoding import Word, path_probabilities, path_words
 from app.hotwords import HotwordLexicon
+from app.settings import Settings
 from app.shapes import PAD_SHAPES, ShapeBuckets
 from quantizer.ctc import frame_log_probabilities
 from quantizer.features import LogMelFrontEnd, pad_audio
@@ -96,6 +97,21 @@ class Engine:
         if pad_shapes == "on" or (pad_shapes == "auto" and self.recognizer.provider != "CPUExecutionProvider"):
             self.buckets = self._warm_up_buckets(int(window_seconds * self.sample_rate), max_batch)
         self.frame_samples = self._measure_stride() * self.front_end.hop  # audio samples per output frame
+
+    @classmethod
+    def from_settings(cls, model_dir: Path, settings: Settings, search_workers: int | None) -> Engine:
+        """The engine the service's settings describe, on a quantized model folder."""
+        return cls(
+            model_dir,
+            settings.backend,
+            settings.device,
+            settings.threads,
+            window_seconds=settings.chunk_seconds,
+            max_batch=settings.max_batch_size,
+            pad_shapes=settings.pad_shapes,
+            lexicon=settings.lexicon(),
+            search_workers=search_workers,
+        )
 
     def close(self) -> None:
         """Stop the search workers, if any."""
