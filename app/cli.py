@@ -122,7 +122,11 @@ def transcribe(argv: list[str]) -> int:
     if settings is None:
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    transcriber = OfflineTranscriber(settings)
+    try:
+        transcriber = OfflineTranscriber(settings)  # ValueError: a vocabulary or QASR_HOTWORDS it cannot take
+    except ValueError as error:
+        print(f"qasr transcribe: error: {error}", file=sys.stderr)
+        return 2
     try:
         hotwords = transcriber.hotwords(args.hotwords)
     except ValueError as error:

@@ -732,7 +732,7 @@ def test_qasr_transcribe_gives_the_services_words_for_files(client, service_envi
     assert capsys.readouterr().out == native["text"] + "\n"
 
 
-def test_qasr_transcribe_reports_each_bad_file_and_goes_on(client, service_environment, tmp_path, capsys):
+def test_qasr_transcribe_reports_each_bad_file_and_goes_on(client, service_environment, tmp_path, capsys, monkeypatch):
     from app.cli import main
 
     clip, garbage = tmp_path / "clip.wav", tmp_path / "notes.wav"
@@ -745,6 +745,11 @@ def test_qasr_transcribe_reports_each_bad_file_and_goes_on(client, service_envir
     assert f"{garbage}: not a readable audio file" in captured.err and f"{missing}: [Errno 2]" in captured.err
     assert main(["transcribe", str(clip), "--hotwords", "cat", *service_environment]) == 2
     assert "hotwords need the lexicon decoder" in capsys.readouterr().err
+    vocabulary = tmp_path / "words.txt"
+    vocabulary.write_text("naïve\n")
+    monkeypatch.setenv("QASR_VOCABULARY", str(vocabulary))
+    assert main(["transcribe", str(clip), "--decoder", "lexicon", *service_environment]) == 2
+    assert "error: " in (error := capsys.readouterr().err) and "line 1: 'naïve'" in error and "Traceback" not in error
     with pytest.raises(SystemExit) as refused:
         main(["transcribe", str(clip), str(clip), "--format", "srt", *service_environment])
     assert refused.value.code == 2 and "--format srt takes one file" in capsys.readouterr().err
