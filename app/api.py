@@ -519,10 +519,12 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
         return native_body(await transcribe(data, hotwords), hotwords)
 
     @app.post("/v1/audio/transcriptions", openapi_extra=OPENAI_BODY)
+    @app.post("/v1/audio/translations", openapi_extra=OPENAI_BODY)  # into English: the model's English words
     async def transcribe_openai(request: Request):
         """OpenAI's transcription endpoint: multipart `file`, `model`, `language`, `response_format`,
         `timestamp_granularities[]`, `stream`, `prompt` (its rarer lexicon words become hotwords);
-        `temperature` is accepted and ignored."""
+        `temperature` is accepted and ignored. Also OpenAI's translation endpoint, whose answer is
+        English text: an English model's transcript is that."""
         authorize(request)
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
             raise ApiError(415, "send multipart/form-data with a `file` field (OpenAI's transcription API)")

@@ -347,6 +347,8 @@ def test_the_official_openai_client_works_unchanged(client, tmp_path):
     with clip.open("rb") as audio:
         assert openai.audio.transcriptions.create(model="whisper-1", file=audio).text == native["text"]
     with clip.open("rb") as audio:
+        assert openai.audio.translations.create(model="whisper-1", file=audio).text == native["text"]
+    with clip.open("rb") as audio:
         verbose = openai.audio.transcriptions.create(
             model="whisper-1",
             file=audio,
