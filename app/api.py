@@ -277,16 +277,9 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
     def requested_hotwords(fields: list[str]) -> tuple[str, ...]:
         """`hotwords` fields -> the words the search is to favour, QASR_HOTWORDS first; 400 for words
         it cannot take."""
-        lexicon = state.engine.hotword_lexicon if state.engine is not None else None
-        if not fields:
-            return lexicon.defaults if lexicon is not None else ()
         require_ready()
-        if lexicon is None:
-            raise ApiError(
-                400, "hotwords need the lexicon decoder (QASR_DECODER=lexicon); this service decodes greedily"
-            )
         try:
-            return lexicon.checked(fields)
+            return state.engine.hotwords(fields)
         except UnknownWords as error:
             raise ApiError(400, f"hotwords {error} (QASR_VOCABULARY adds words to it)") from None
         except ValueError as error:

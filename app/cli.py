@@ -128,7 +128,7 @@ def transcribe(argv: list[str]) -> int:
         print(f"qasr transcribe: error: {error}", file=sys.stderr)
         return 2
     try:
-        hotwords = transcriber.hotwords(args.hotwords)
+        hotwords = transcriber.engine.hotwords(args.hotwords)
     except ValueError as error:
         print(f"qasr transcribe: error: {error}", file=sys.stderr)
         transcriber.close()

@@ -26,16 +26,6 @@ class OfflineTranscriber:
         prepared = prepare_model(settings.model_path, settings.cache_dir, settings.calibration())
         self.engine = Engine.from_settings(prepared.folder, settings, search_workers=None)
 
-    def hotwords(self, fields: list[str]) -> tuple[str, ...]:
-        """`--hotwords` values -> the words (HotwordLexicon.checked, QASR_HOTWORDS first); ValueError
-        when decoding greedily."""
-        lexicon = self.engine.hotword_lexicon
-        if not fields:
-            return lexicon.defaults if lexicon is not None else ()
-        if lexicon is None:
-            raise ValueError("hotwords need the lexicon decoder (--decoder lexicon)")
-        return lexicon.checked(fields)
-
     def transcribe(self, data: bytes, hotwords: tuple[str, ...] = ()) -> FileTranscript:
         """An audio file's bytes -> its words; AudioError for what cannot be read (as the service's 4xx)."""
         s = self.settings

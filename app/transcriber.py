@@ -165,6 +165,17 @@ class Engine:
             results.append(WindowResult(log_probabilities, batch_id, len(windows), features_s, inference_s))
         return results
 
+    def hotwords(self, fields: list[str]) -> tuple[str, ...]:
+        """`hotwords` fields -> the words searches are to favour, the settings' own first
+        (HotwordLexicon.checked); ValueError for fields when decoding greedily."""
+        if self.hotword_lexicon is None:
+            if fields:
+                raise ValueError(
+                    "hotwords need the lexicon decoder (QASR_DECODER=lexicon); this model is decoded greedily"
+                )
+            return ()
+        return self.hotword_lexicon.checked(fields)
+
     @property
     def piece_frames(self) -> int | None:
         """The longest piece the lexicon search takes at once; None for greedy decoding (no pieces)."""
