@@ -60,5 +60,7 @@ def test_hotwords_in_the_settings_need_the_lexicon_decoder():
     settings = Settings(decoder="greedy", hotwords="zanzibar, dhow")
     with pytest.raises(ValueError, match="QASR_HOTWORDS needs the lexicon decoder"):
         settings.check()
+    with pytest.raises(ValueError, match="QASR_VOCABULARY='/nonexistent/words.txt': no such file"):
+        Settings(decoder="lexicon", vocabulary="/nonexistent/words.txt").check()
     lexicon = Settings(decoder="lexicon", hotwords="Zanzibar,  dhow").lexicon()
     assert lexicon is not None and lexicon.hotwords == ("zanzibar", "dhow")

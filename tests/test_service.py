@@ -170,6 +170,12 @@ def test_lexicon_decoding_service_gives_the_offline_beam_search_transcript(quart
         unknown = test_client.post("/v1/transcribe", params={"hotwords": "zzqxv the"}, content=wav)
         assert unknown.status_code == 400
         assert "hotwords not in the lexicon: zzqxv (QASR_VOCABULARY" in unknown.json()["error"]["message"]
+        too_many = test_client.post(
+            "/v1/transcribe", data={"hotwords": " ".join(f"w{n}" for n in range(1001))}, files={"file": ("a.wav", wav)}
+        )
+        assert (
+            too_many.status_code == 400 and too_many.json()["error"]["message"] == "hotwords: 1001 words, at most 1000"
+        )
         lexicon = service.state.service.engine.lexicon
         workers, template = [worker.pid for worker in lexicon._all], lexicon._template.process
     assert len(workers) == ready["search_workers"] and ended_within(workers, 5)  # ended at shutdown
