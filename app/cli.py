@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 from app import formats
-from app.audio import AudioError
 from app.decoding import transcript
 from app.model_store import check_checkpoint
 from app.offline import FileTranscript, OfflineTranscriber
@@ -115,15 +114,22 @@ def transcribe(argv: list[str]) -> int:
     parser.add_argument(
         "--format", choices=TRANSCRIPT_FORMATS, default="text", help="text (default), json (a line per file), srt, vtt"
     )
+    parser.add_argument(
+        "--search-workers",
+        type=int,
+        help="QASR_SEARCH_WORKERS: with several files, lexicon searches side by side in this many processes "
+        "(default 0: one per core; 1: in this process)",
+    )
     args = parser.parse_args(argv)
     if args.format in ("srt", "vtt") and len(args.files) > 1:
         parser.error(f"--format {args.format} takes one file")
-    settings = checked_settings("qasr transcribe", args, MODEL_FLAGS)
+    settings = checked_settings("qasr transcribe", args, MODEL_FLAGS | {"search_workers": "search_workers"})
     if settings is None:
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        transcriber = OfflineTranscriber(settings)  # ValueError: a vocabulary or QASR_HOTWORDS it cannot take
+        # ValueError: a vocabulary or QASR_HOTWORDS it cannot take
+        transcriber = OfflineTranscriber(settings, files=len(args.files))
     except ValueError as error:
         print(f"qasr transcribe: error: {error}", file=sys.stderr)
         return 2
@@ -135,18 +141,20 @@ def transcribe(argv: list[str]) -> int:
         return 2
     failed = 0
     try:
-        for path in args.files:
-            try:
-                data = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
-                result = transcriber.transcribe(data, hotwords)
-            except (OSError, AudioError) as error:
-                print(f"qasr transcribe: {path}: {error}", file=sys.stderr)
+        for path, result in transcriber.transcripts(args.files, read_file, hotwords):
+            if isinstance(result, FileTranscript):
+                print(formatted(result, path, args.format, several=len(args.files) > 1), flush=True)
+            else:
+                print(f"qasr transcribe: {path}: {result}", file=sys.stderr)
                 failed += 1
-                continue
-            print(formatted(result, path, args.format, several=len(args.files) > 1), flush=True)
     finally:
         transcriber.close()
     return 1 if failed else 0
+
+
+def read_file(path: Path) -> bytes:
+    """A file's bytes; `-` is stdin."""
+    return sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
 
 
 def formatted(result: FileTranscript, path: Path, format: str, several: bool) -> str:

@@ -761,3 +761,38 @@ def test_qasr_transcribe_reports_each_bad_file_and_goes_on(client, service_envir
     with pytest.raises(SystemExit) as refused:
         main(["transcribe", str(clip), str(clip), "--format", "srt", *service_environment])
     assert refused.value.code == 2 and "--format srt takes one file" in capsys.readouterr().err
+
+
+def test_qasr_transcribe_searches_files_side_by_side_and_prints_them_in_order(
+    service_environment, tmp_path, capsys, monkeypatch
+):
+    """Several files with QASR_SEARCH_WORKERS 2: the searches run in two worker processes, and each
+    file's words, printed in the order given, are those it gets alone (searched in this process)."""
+    from app.cli import main
+
+    monkeypatch.setenv("QASR_DECODER", "lexicon")
+    monkeypatch.setenv("QASR_WORD_SCORE", "20")  # the random model's frames then spell words
+    clips = [tmp_path / f"clip{seed}.wav" for seed in range(4)]
+    for seed, clip in enumerate(clips):
+        clip.write_bytes(encode(speechlike(1.5 + seed, seed=seed)))
+    workers_asked = []
+    from_settings = Engine.from_settings.__func__
+
+    def spy(cls, folder, settings, search_workers):
+        workers_asked.append(search_workers)
+        return from_settings(cls, folder, settings, search_workers)
+
+    monkeypatch.setattr(Engine, "from_settings", classmethod(spy))
+    alone = []
+    for clip in clips:
+        assert main(["transcribe", str(clip), "--search-workers", "2", *service_environment]) == 0
+        alone.append(capsys.readouterr().out.rstrip("\n"))
+    assert workers_asked == [None] * 4 and len(set(alone)) == 4  # one file: searched here; four texts
+    garbage = tmp_path / "notes.wav"
+    garbage.write_bytes(b"\x00\x01garbage" * 100)
+    files = [clips[0], garbage, *clips[1:]]
+    assert main(["transcribe", *map(str, files), "--search-workers", "2", *service_environment]) == 1
+    captured = capsys.readouterr()
+    assert workers_asked[-1] == 2
+    assert captured.out.splitlines() == [f"{clip}\t{text}" for clip, text in zip(clips, alone, strict=True)]
+    assert f"{garbage}: not a readable audio file" in captured.err
