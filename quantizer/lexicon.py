@@ -282,8 +282,9 @@ class LexiconDecoder:
             self.unigram_scores = np.append(log_probabilities, -math.inf).tolist()
             self.lm_scale = 1.0
         self.trie = flashlight.Trie(len(labels) + 1, self.space)
+        label_index = {label: index for index, label in enumerate(labels)}
         for index, word in enumerate(words):
-            spelling = [labels.index(c) for c in word] + [self.space]
+            spelling = [label_index[c] for c in word] + [self.space]
             self.trie.insert(spelling, index, float(log_probabilities[index]) / self.lm_scale)
         self.trie.smear(flashlight.SmearingMode.MAX)
         self.boosts(settings.hotwords)  # UnknownWords now rather than at the first search
