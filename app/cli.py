@@ -117,8 +117,8 @@ def transcribe(argv: list[str]) -> int:
     parser.add_argument(
         "--search-workers",
         type=int,
-        help="QASR_SEARCH_WORKERS: with several files, lexicon searches side by side in this many processes "
-        "(default 0: one per core; 1: in this process)",
+        help="QASR_SEARCH_WORKERS: lexicon searches side by side in this many processes (default 0: one "
+        "per core when there are several files; 1: in this process)",
     )
     args = parser.parse_args(argv)
     if args.format in ("srt", "vtt") and len(args.files) > 1:

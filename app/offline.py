@@ -34,14 +34,16 @@ class _Recognised:
 class OfflineTranscriber:
     """The settings' model, quantized (or taken from the cache) and opened once.
 
-    With several files and more than one search worker (QASR_SEARCH_WORKERS, 0: one per core),
-    the lexicon searches run in worker processes, several files' at once, while this process runs
-    the next files through the model; otherwise they run in this process, one after another."""
+    With more than one search worker (QASR_SEARCH_WORKERS; its default, 0, means one per core and
+    then only for several files) the lexicon searches run in worker processes, several files' (and a
+    long file's pieces) at once, while this process runs the next files through the model; otherwise
+    they run in this process, one after another."""
 
     def __init__(self, settings: Settings, files: int = 1):
         self.settings = settings
         workers = settings.search_worker_count()  # None: greedy decoding, no searches
-        self.searches = workers if workers is not None and workers > 1 and files > 1 else 1
+        wanted = files > 1 or settings.search_workers > 0  # one file: only if a count was asked for
+        self.searches = workers if workers is not None and workers > 1 and wanted else 1
         prepared = prepare_model(settings.model_path, settings.cache_dir, settings.calibration())
         in_workers = self.searches if self.searches > 1 else None
         self.engine = Engine.from_settings(prepared.folder, settings, search_workers=in_workers)

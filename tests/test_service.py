@@ -766,8 +766,9 @@ def test_qasr_transcribe_reports_each_bad_file_and_goes_on(client, service_envir
 def test_qasr_transcribe_searches_files_side_by_side_and_prints_them_in_order(
     service_environment, tmp_path, capsys, monkeypatch
 ):
-    """Several files with QASR_SEARCH_WORKERS 2: the searches run in two worker processes, and each
-    file's words, printed in the order given, are those it gets alone (searched in this process)."""
+    """Several files: the searches run in worker processes (two here), and each file's words,
+    printed in the order given, are those it gets alone (searched in this process by default, in
+    workers when a count is asked for)."""
     from app.cli import main
 
     monkeypatch.setenv("QASR_DECODER", "lexicon")
@@ -785,13 +786,16 @@ def test_qasr_transcribe_searches_files_side_by_side_and_prints_them_in_order(
     monkeypatch.setattr(Engine, "from_settings", classmethod(spy))
     alone = []
     for clip in clips:
-        assert main(["transcribe", str(clip), "--search-workers", "2", *service_environment]) == 0
+        assert main(["transcribe", str(clip), *service_environment]) == 0
         alone.append(capsys.readouterr().out.rstrip("\n"))
     assert workers_asked == [None] * 4 and len(set(alone)) == 4  # one file: searched here; four texts
+    assert main(["transcribe", str(clips[3]), "--search-workers", "2", *service_environment]) == 0
+    assert workers_asked[-1] == 2 and capsys.readouterr().out.rstrip("\n") == alone[3]
+    monkeypatch.setenv("QASR_SEARCH_WORKERS", "2")
     garbage = tmp_path / "notes.wav"
     garbage.write_bytes(b"\x00\x01garbage" * 100)
     files = [clips[0], garbage, *clips[1:]]
-    assert main(["transcribe", *map(str, files), "--search-workers", "2", *service_environment]) == 1
+    assert main(["transcribe", *map(str, files), *service_environment]) == 1
     captured = capsys.readouterr()
     assert workers_asked[-1] == 2
     assert captured.out.splitlines() == [f"{clip}\t{text}" for clip, text in zip(clips, alone, strict=True)]
