@@ -42,7 +42,7 @@ INTERNAL_ERROR = "internal error while transcribing; quote the request id when r
 LANGUAGES = ("en", "english")
 
 
-_FILE = {"type": "string", "format": "binary", "description": "audio: WAV, FLAC, OGG/Opus, MP3, ..."}
+_FILE = {"type": "string", "format": "binary", "description": "audio: WAV, FLAC, OGG/Opus, MP3, M4A, WebM, ..."}
 _STREAM = {"type": "boolean", "description": "server-sent events: each piece's timed words, then the whole answer"}
 _HOTWORDS = {"type": "string", "description": "lexicon words the search favours, separated by commas or spaces"}
 NATIVE_BODY = {

@@ -108,7 +108,7 @@ def transcribe(argv: list[str]) -> int:
         "Transcribe audio files on this machine with the service's pipeline, cache and settings; no server.",
     )
     parser.add_argument(
-        "files", nargs="+", type=Path, help="audio files (WAV, FLAC, OGG/Opus, MP3, ...); - reads stdin"
+        "files", nargs="+", type=Path, help="audio files (WAV, FLAC, OGG/Opus, MP3, M4A, WebM, ...); - reads stdin"
     )
     parser.add_argument("--hotwords", action="append", default=[], help="lexicon words to favour (repeatable)")
     parser.add_argument(

@@ -61,6 +61,12 @@ echo "openai-compatible (text): $openai"
 boosted=$(curl -sf -F "file=@$clip" -F "hotwords=quick, jumps, dog" http://127.0.0.1:8000/v1/transcribe)
 echo "with hotwords: $boosted" | cut -c1-300
 python3 -c 'import json, sys; assert json.loads(sys.argv[1])["hotwords"] == ["quick", "jumps", "dog"]' "$boosted"
+m4a=$(mktemp --suffix .m4a)  # AAC in M4A, as a phone records it, made by the test suite's PyAV helper
+.venv/bin/python -c 'import sys, numpy as np, soundfile; from tests.test_audio import encoded
+x, rate = soundfile.read(sys.argv[1], dtype="float32"); open(sys.argv[2], "wb").write(encoded(np.stack([x, x]), rate, "ipod", "aac"))' "$clip" "$m4a"
+from_m4a=$(curl -sf -F "file=@$m4a" http://127.0.0.1:8000/v1/transcribe)
+echo "from M4A: $from_m4a" | cut -c1-200
+python3 -c 'import json, sys; body = json.loads(sys.argv[1]); assert body["duration"] > 1 and body["text"]' "$from_m4a"
 
 for _ in $(seq 60); do
     up=$(curl -sf 'http://127.0.0.1:9090/api/v1/query?query=up%7Bjob%3D%22qasr%22%7D' \

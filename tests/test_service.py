@@ -325,6 +325,19 @@ def test_bad_uploads_get_a_clear_4xx_json_error(client, data, status, phrase):
     assert client.get("/health/ready").status_code == 200
 
 
+def test_m4a_and_webm_uploads_are_transcribed(client):
+    """What phones and browsers record: AAC in M4A, Opus in WebM, read through FFmpeg (PyAV)."""
+    from tests.test_audio import encoded
+
+    stereo = np.stack([speechlike(2.0, rate=48000), speechlike(2.0, seed=1, rate=48000)])
+    for container, codec, name in (("ipod", "aac", "memo.m4a"), ("webm", "libopus", "clip.webm")):
+        data = encoded(stereo, 48000, container, codec)
+        form = {"model": "whisper-1", "response_format": "verbose_json"}
+        response = client.post("/v1/audio/transcriptions", files={"file": (name, data)}, data=form)
+        assert response.status_code == 200, response.text
+        assert response.json()["duration"] == pytest.approx(2.0, abs=0.1)
+
+
 def test_openai_form_errors_are_400s(client):
     clip, silence = encode(speechlike(1.0)), encode(np.zeros(RATE, np.float32))
     cases = [
