@@ -6,7 +6,6 @@ import io
 import re
 from dataclasses import dataclass
 
-import av
 import numpy as np
 import soundfile
 import soxr
@@ -69,6 +68,8 @@ def ffmpeg_container(head: bytes) -> tuple[str, str] | None:
 def _read_with_ffmpeg(data: bytes, demuxer: str, name: str, max_seconds: float) -> tuple[np.ndarray, int]:
     """The first audio stream -> float32 samples [S, channels] and their rate. Only `demuxer` is
     tried, so FFmpeg never guesses at another format's parser."""
+    import av  # here, so that a service never sent such a file does not hold FFmpeg's libraries (20 MB)
+
     try:
         with av.open(io.BytesIO(data), format=demuxer) as container:
             stream = next(iter(container.streams.audio), None)
