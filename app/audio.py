@@ -87,9 +87,9 @@ def _read_with_ffmpeg(data: bytes, demuxer: str, name: str, max_seconds: float) 
                 if samples > max_seconds * rate:
                     raise AudioError(413, f"audio is longer than the limit of {max_seconds:.0f} s")
     except av.error.InvalidDataError as error:
-        raise AudioError(415, f"not a readable {name} file ({_reason(error)})") from None
+        raise AudioError(415, f"not a readable {name} file ({error.strerror})") from None
     except av.error.FFmpegError as error:
-        raise AudioError(400, f"the {name} audio could not be decoded ({_reason(error)})") from None
+        raise AudioError(400, f"the {name} audio could not be decoded ({error.strerror})") from None
     if not chunks:
         return np.zeros((0, 1), np.float32), rate
     return np.concatenate(chunks, axis=1).T, rate
