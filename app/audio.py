@@ -33,7 +33,7 @@ def decode_audio(data: bytes, target_rate: int, max_seconds: float) -> Audio:
     empty and silent input refused with a 4xx."""
     if not data:
         raise AudioError(400, "the upload is empty")
-    container = ffmpeg_container(data[:12])
+    container = _ffmpeg_container(data[:12])
     if container is None:
         samples, rate = _read_with_libsndfile(data, max_seconds)
     else:
@@ -54,7 +54,7 @@ def decode_audio(data: bytes, target_rate: int, max_seconds: float) -> Audio:
     return Audio(mono, mono.size / target_rate, int(rate), int(samples.shape[1]))
 
 
-def ffmpeg_container(head: bytes) -> tuple[str, str] | None:
+def _ffmpeg_container(head: bytes) -> tuple[str, str] | None:
     """The first bytes of a file libsndfile cannot read but FFmpeg can -> (FFmpeg demuxer, name); None otherwise."""
     if head[4:8] == b"ftyp":
         return "mov", "MP4/M4A"  # FFmpeg's mov demuxer reads MP4, M4A, MOV and 3GP

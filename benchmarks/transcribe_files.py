@@ -20,9 +20,10 @@ from app.offline import FileTranscript, OfflineTranscriber
 from app.settings import Settings
 
 
-def timed_transcripts(settings: Settings, files: list[Path], several: int) -> tuple[list[str], float, float]:
-    """Every file's text, the wall seconds for all of them, and the seconds of audio."""
-    transcriber = OfflineTranscriber(settings, files=several)
+def timed_transcripts(settings: Settings, files: list[Path], in_workers: bool) -> tuple[list[str], float, float]:
+    """Every file's text, the wall seconds for all of them, and the seconds of audio; in_workers: the
+    searches in worker processes (as several files get them), else in this process (as one file does)."""
+    transcriber = OfflineTranscriber(settings, files=len(files) if in_workers else 1)
     try:
         start = time.perf_counter()
         texts, audio_s = [], 0.0
@@ -48,8 +49,8 @@ def main() -> None:
     workers = settings.search_worker_count()
     if workers is None or workers < 2:
         raise SystemExit("needs the lexicon search and at least two search workers")
-    alone, alone_s, audio_s = timed_transcripts(settings, files, several=1)
-    side_by_side, side_by_side_s, _ = timed_transcripts(settings, files, several=len(files))
+    alone, alone_s, audio_s = timed_transcripts(settings, files, in_workers=False)
+    side_by_side, side_by_side_s, _ = timed_transcripts(settings, files, in_workers=True)
     print(f"{len(files)} files, {audio_s:.1f} s of audio, decoder {settings.decoding()}")
     print("| searches | wall s | real-time factor |")
     print("| --- | --- | --- |")
