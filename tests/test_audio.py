@@ -77,6 +77,9 @@ def test_container_uploads_get_4xx_for_no_audio_truncation_and_length():
         with pytest.raises(AudioError) as truncated:
             decode_audio(m4a[:cut], RATE, max_seconds=60)
         assert truncated.value.status in (400, 415) and "MP4/M4A" in str(truncated.value)
+    with pytest.raises(AudioError) as no_rate:  # an ADTS sync word, then nothing a header can hold
+        decode_audio(bytes([0xFF, 0xF1]) + bytes(300), RATE, max_seconds=60)
+    assert no_rate.value.status == 400 and "AAC (ADTS) audio stream has no sample rate" in str(no_rate.value)
     webm = encoded(two_tones(1.0, 48000), 48000, "webm", "libopus")
     with pytest.raises(AudioError) as cut_webm:
         decode_audio(webm[:40], RATE, max_seconds=60)
