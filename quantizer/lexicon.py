@@ -6,9 +6,9 @@ lexicon and adds lm_weight x ln P(word | previous words) as each word ends. The 
 language model are either an ARPA n-gram file (KenLM reads .arpa and .arpa.gz; its words are the
 lexicon) or, without one, the 100,000 most frequent English words of wordfreq with their
 frequencies as a unigram model; a vocabulary file adds words to either. A search may be given
-hotwords, lexicon words whose language-model probability it raises. The search is flashlight-text's
-LexiconDecoder (C++). The result is a CTC path, one class per frame, so anything that reads greedy
-paths (words, their times and confidences) reads it too.
+hotwords, lexicon words or phrases whose words' language-model probabilities it raises
+(PhraseBoosts). The search is flashlight-text's LexiconDecoder (C++). The result is a CTC path, one
+class per frame, so anything that reads greedy paths (words, their times and confidences) reads it too.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from flashlight.lib.text import decoder as flashlight
 from flashlight.lib.text.decoder.kenlm import KenLM
 from flashlight.lib.text.dictionary import Dictionary
 from numpy.lib.stride_tricks import sliding_window_view
+
+from quantizer.hotword_phrases import PhraseBoosts, PhraseState
 
 DECODERS = ("greedy", "lexicon")
 UNKNOWN = "<unk>"
@@ -203,21 +205,32 @@ def joined_paths(paths: list[np.ndarray], blank: int, space: int) -> np.ndarray:
 
 
 class _Unigram(flashlight.LM):
-    """P(word) regardless of history: one state, so the beam merges paths that end in the same word.
-    boosts: added to some words' ln P, for one search."""
+    """P(word) regardless of history, with a search's hotword phrases: one state per phrase state,
+    so the beam merges paths that end in the same word outside a phrase."""
 
-    def __init__(self, log_probabilities: list[float], boosts: dict[int, float]):
+    def __init__(self, log_probabilities: list[float], phrases: PhraseBoosts):
         flashlight.LM.__init__(self)
-        self.log_probabilities, self.boosts = log_probabilities, boosts
+        self.log_probabilities, self.phrases = log_probabilities, phrases
+        self.root = flashlight.LMState()
+        self.states: dict[PhraseState, flashlight.LMState] = {}
+        self.inner: dict[flashlight.LMState, PhraseState] = {}
 
     def start(self, start_with_nothing: bool) -> flashlight.LMState:
-        return flashlight.LMState()
+        self.states, self.inner = {PhraseBoosts.START: self.root}, {self.root: PhraseBoosts.START}
+        return self.root
 
     def score(self, state: flashlight.LMState, word: int) -> tuple[flashlight.LMState, float]:
-        return state, self.log_probabilities[word] + self.boosts.get(word, 0.0)
+        if not self.phrases:
+            return state, self.log_probabilities[word]
+        phrase_state, boost = self.phrases.step(self.inner[state], word)
+        following = self.states.get(phrase_state)
+        if following is None:
+            following = self.states[phrase_state] = self.root.child(len(self.states))
+            self.inner[following] = phrase_state
+        return following, self.log_probabilities[word] + boost
 
     def finish(self, state: flashlight.LMState) -> tuple[flashlight.LMState, float]:
-        return state, 0.0
+        return state, self.phrases.finish(self.inner[state]) if self.phrases else 0.0
 
 
 class _RecentWords(flashlight.LM):
@@ -226,19 +239,22 @@ class _RecentWords(flashlight.LM):
     flashlight's KenLM keeps one state per whole word history, so the beam fills with paths that
     differ only in words the n-gram no longer sees; sharing their state lets the search merge them.
     Words from `known` on are not the n-gram's (a vocabulary file's): each scores as the word `rarest`
-    would in its place. boosts: added to some words' scores, for one search (log10 as KenLM's)."""
+    would in its place. phrases: a search's hotword phrases, whose boosts (log10, as KenLM's) add to
+    the scores; a path inside a phrase keeps a state of its own."""
 
-    def __init__(self, kenlm: flashlight.LM, order: int, known: int, rarest: int, boosts: dict[int, float]):
+    def __init__(self, kenlm: flashlight.LM, order: int, known: int, rarest: int, phrases: PhraseBoosts):
         flashlight.LM.__init__(self)
         self.kenlm, self.context = kenlm, max(order - 1, 0)
-        self.known, self.rarest, self.boosts = known, rarest, boosts
+        self.known, self.rarest, self.phrases = known, rarest, phrases
         self.root = flashlight.LMState()
-        self.states: dict[tuple[int, ...], flashlight.LMState] = {}
-        self.inner: dict[flashlight.LMState, tuple[tuple[int, ...], flashlight.LMState]] = {}
+        self.states: dict[tuple[tuple[int, ...], PhraseState], flashlight.LMState] = {}
+        self.inner: dict[flashlight.LMState, tuple[tuple[int, ...], PhraseState, flashlight.LMState]] = {}
         self.scored: dict[tuple[flashlight.LMState, int], tuple[flashlight.LMState, float]] = {}
 
     def start(self, start_with_nothing: bool) -> flashlight.LMState:
-        self.states, self.inner = {(): self.root}, {self.root: ((), self.kenlm.start(start_with_nothing))}
+        start = PhraseBoosts.START
+        self.states = {((), start): self.root}
+        self.inner = {self.root: ((), start, self.kenlm.start(start_with_nothing))}
         self.scored = {}
         return self.root
 
@@ -246,20 +262,20 @@ class _RecentWords(flashlight.LM):
         known = self.scored.get((state, word))  # the beam asks the same few states for the same words each frame
         if known is not None:
             return known
-        history, inner = self.inner[state]
+        history, phrase_state, inner = self.inner[state]
         inner_next, score = self.kenlm.score(inner, word if word < self.known else self.rarest)
-        score += self.boosts.get(word, 0.0)
+        phrase_state, boost = self.phrases.step(phrase_state, word)
         recent = (*history, word)[-self.context :] if self.context else ()
-        merged = self.states.get(recent)
+        merged = self.states.get((recent, phrase_state))
         if merged is None:
-            merged = self.states[recent] = self.root.child(len(self.states))
-            self.inner[merged] = (recent, inner_next)
-        self.scored[state, word] = merged, score
-        return merged, score
+            merged = self.states[recent, phrase_state] = self.root.child(len(self.states))
+            self.inner[merged] = (recent, phrase_state, inner_next)
+        self.scored[state, word] = merged, score + boost
+        return merged, score + boost
 
     def finish(self, state: flashlight.LMState) -> tuple[flashlight.LMState, float]:
-        history, inner = self.inner[state]
-        return state, self.kenlm.finish(inner)[1]
+        history, phrase_state, inner = self.inner[state]
+        return state, self.kenlm.finish(inner)[1] + self.phrases.finish(phrase_state)
 
 
 class LexiconDecoder:
@@ -287,22 +303,25 @@ class LexiconDecoder:
             spelling = [label_index[c] for c in word] + [self.space]
             self.trie.insert(spelling, index, float(log_probabilities[index]) / self.lm_scale)
         self.trie.smear(flashlight.SmearingMode.MAX)
-        self.boosts(settings.hotwords)  # UnknownWords now rather than at the first search
+        self.phrases(settings.hotwords)  # UnknownWords now rather than at the first search
 
-    def boosts(self, hotwords: Iterable[str]) -> dict[int, float]:
-        """Hotwords, with settings.hotwords -> the language model's boost for each (its units);
-        UnknownWords for any not in the lexicon."""
-        words = list(dict.fromkeys(word.lower() for word in (*self.settings.hotwords, *hotwords)))
-        unknown = [word for word in words if word not in self.index]
+    def phrases(self, hotwords: Iterable[str]) -> PhraseBoosts:
+        """Hotwords (phrases of words separated by spaces), with settings.hotwords -> their boosts
+        (settings.hotword_boost per word, in the language model's units); UnknownWords for words not
+        in the lexicon."""
+        phrases = list(dict.fromkeys(" ".join(p.lower().split()) for p in (*self.settings.hotwords, *hotwords)))
+        words = [word for phrase in phrases for word in phrase.split()]
+        unknown = list(dict.fromkeys(word for word in words if word not in self.index))
         if unknown:
             raise UnknownWords(unknown)
-        return {self.index[word]: self.settings.hotword_boost / self.lm_scale for word in words}
+        indices = [[self.index[word] for word in phrase.split()] for phrase in phrases]
+        return PhraseBoosts(indices, self.settings.hotword_boost / self.lm_scale)
 
-    def _language_model(self, boosts: dict[int, float]) -> flashlight.LM:
-        """The language model for one search: an n-gram's keeps state per search."""
+    def _language_model(self, phrases: PhraseBoosts) -> flashlight.LM:
+        """The language model for one search: it keeps state per search."""
         if self.settings.language_model:
-            return _RecentWords(self.kenlm, self.order, self.known, self.rarest, boosts)
-        return _Unigram(self.unigram_scores, boosts)
+            return _RecentWords(self.kenlm, self.order, self.known, self.rarest, phrases)
+        return _Unigram(self.unigram_scores, phrases)
 
     @cached_property
     def _options(self) -> flashlight.LexiconDecoderOptions:
@@ -321,22 +340,22 @@ class LexiconDecoder:
 
     def best_path(self, log_probabilities: np.ndarray, hotwords: Sequence[str] = ()) -> np.ndarray:
         """log_probabilities float [T', classes] -> the best lexicon-constrained CTC path, int64 [T'];
-        hotwords: lexicon words made likelier (settings.hotword_boost), UnknownWords for others."""
+        hotwords: lexicon words or phrases made likelier (PhraseBoosts), UnknownWords for others."""
         return joined_paths(list(self.piece_paths(log_probabilities, hotwords)), self.blank, self.space)
 
     def piece_paths(self, log_probabilities: np.ndarray, hotwords: Sequence[str] = ()) -> Iterator[np.ndarray]:
         """log_probabilities float [T', classes] -> the paths of its pieces (pieces_at_pauses) in order,
         each searched when asked for; each piece's path ends its last word. hotwords: as best_path."""
-        boosts = self.boosts(hotwords)
+        phrases = self.phrases(hotwords)
         frames, classes = log_probabilities.shape
         if classes != len(self.labels) + 1:
             raise ValueError(f"expected {len(self.labels) + 1} classes per frame, got {classes}")
         if frames == 0:
             return iter([np.zeros(0, np.int64)])
         pieces = pieces_at_pauses(log_probabilities, self.blank, self.space, self.settings.max_frames)
-        return (self._search(piece, boosts) for piece in pieces)
+        return (self._search(piece, phrases) for piece in pieces)
 
-    def _search(self, log_probabilities: np.ndarray, boosts: dict[int, float]) -> np.ndarray:
+    def _search(self, log_probabilities: np.ndarray, phrases: PhraseBoosts) -> np.ndarray:
         """One search over [T' >= 1, classes] -> its path [T']."""
         frames, classes = log_probabilities.shape
         # The models' transcripts end without a space, but a word only ends in the lexicon's trie
@@ -344,7 +363,7 @@ class LexiconDecoder:
         word_end = np.full((1, classes), IMPOSSIBLE, np.float32)
         word_end[0, self.space] = 0.0
         emissions = np.ascontiguousarray(np.concatenate([log_probabilities, word_end]), dtype=np.float32)
-        language_model = self._language_model(boosts)  # referenced here until the search is done with it
+        language_model = self._language_model(phrases)  # referenced here until the search is done with it
         search = flashlight.LexiconDecoder(
             self._options, self.trie, language_model, self.space, self.blank, len(self.words) - 1, [], False
         )  # one per call: a search keeps its own hypotheses, so concurrent calls must not share one

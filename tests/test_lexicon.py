@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from quantizer.ctc import greedy_text, log_softmax
+from quantizer.hotword_phrases import PhraseBoosts
 from quantizer.lexicon import (
     LexiconDecoder,
     LexiconSettings,
@@ -221,9 +222,38 @@ def test_a_hotword_wins_with_the_unigram_language_model_too(decoder):
     assert greedy_text(decoder.best_path(frames, ["rad"]), len(frames), ENGLISH_LABELS).strip() == "rad"
 
 
+def test_a_phrase_favours_its_word_only_after_the_words_before_it(context_arpa):
+    decoder = LexiconDecoder(ENGLISH_LABELS, LexiconSettings(lm_weight=1.0, language_model=str(context_arpa)))
+    frames = the_cat_or_cot()
+    assert " ".join(greedy_text(decoder.best_path(frames, ["a cot"]), len(frames), ENGLISH_LABELS).split()) == "the cat"
+    assert " ".join(greedy_text(decoder.best_path(frames, ["The  Cot"]), len(frames), ENGLISH_LABELS).split()) == (
+        "the cot"
+    )
+
+
+def test_a_phrase_left_unfinished_gives_its_boost_back(decoder):
+    """'r?d dog' where the vowel sounds a little more like 'e': the words 'rad' and 'cat' as hotwords
+    make it 'rad', the phrase 'rad cat' does not, as 'cat' never follows; nor at the input's end."""
+    red = [{"r": LIKELY}, {"e": LIKELY, "a": LIKELY - 0.5}, {"d": LIKELY}, {"-": LIKELY}]
+    red_dog = frames_spelling(*red, *spell(" dog"))
+    assert text_of(decoder, red_dog) == "red dog"
+    assert " ".join(greedy_text(decoder.best_path(red_dog, ["rad", "cat"]), len(red_dog), ENGLISH_LABELS).split()) == (
+        "rad dog"
+    )
+    assert " ".join(greedy_text(decoder.best_path(red_dog, ["rad cat"]), len(red_dog), ENGLISH_LABELS).split()) == (
+        "red dog"
+    )
+    red_cat = frames_spelling(*red, *spell(" cat"))
+    assert " ".join(greedy_text(decoder.best_path(red_cat, ["rad cat"]), len(red_cat), ENGLISH_LABELS).split()) == (
+        "rad cat"
+    )
+    red_alone = frames_spelling(*red)
+    assert greedy_text(decoder.best_path(red_alone, ["rad cat"]), len(red_alone), ENGLISH_LABELS).strip() == "red"
+
+
 def test_a_hotword_outside_the_lexicon_is_refused_by_name(decoder):
     with pytest.raises(UnknownWords, match="not in the lexicon: qasrx, zzqy") as refused:
-        decoder.best_path(frames_spelling(*spell("red")), ["red", "qasrx", "zzqy"])
+        decoder.best_path(frames_spelling(*spell("red")), ["red", "qasrx", "red zzqy qasrx"])
     assert refused.value.words == ["qasrx", "zzqy"]
 
 
@@ -238,7 +268,7 @@ def test_a_vocabulary_file_adds_words_the_language_model_lacks(context_arpa, tmp
     )
     assert decoder.words.count("cat") == 1 and decoder.words[decoder.known] == "qasr"
     assert text_of(decoder, frames) == "the qasr"
-    lm, kenlm = decoder._language_model({}), decoder.kenlm
+    lm, kenlm = decoder._language_model(decoder.phrases([])), decoder.kenlm
     after_the = lm.score(lm.start(False), decoder.words.index("the"))[0]
     kenlm_after_the = kenlm.score(kenlm.start(False), decoder.words.index("the"))[0]
     as_the_rarest = kenlm.score(kenlm_after_the, decoder.rarest)[1]  # a word context_arpa saw, in that place
@@ -256,7 +286,7 @@ def test_paths_ending_in_the_same_word_share_a_bigram_state(context_arpa):
     from quantizer.lexicon import _RecentWords
 
     decoder = LexiconDecoder(ENGLISH_LABELS, LexiconSettings(language_model=str(context_arpa)))
-    lm = _RecentWords(decoder.kenlm, 2, decoder.known, decoder.rarest, boosts={})
+    lm = _RecentWords(decoder.kenlm, 2, decoder.known, decoder.rarest, PhraseBoosts([], 1.0))
     start = lm.start(False)
     the, a, cat = (decoder.words.index(w) for w in ("the", "a", "cat"))
     after_the_cat, score_after_the = lm.score(lm.score(start, the)[0], cat)
@@ -278,7 +308,7 @@ def test_a_repeated_score_is_kenlms_answer_and_a_new_search_forgets_the_last(con
     from quantizer.lexicon import _RecentWords
 
     decoder = LexiconDecoder(ENGLISH_LABELS, LexiconSettings(language_model=str(context_arpa)))
-    lm = _RecentWords(decoder.kenlm, 2, decoder.known, decoder.rarest, boosts={})
+    lm = _RecentWords(decoder.kenlm, 2, decoder.known, decoder.rarest, PhraseBoosts([], 1.0))
     start = lm.start(False)
     the, cat = (decoder.words.index(w) for w in ("the", "cat"))
     after_the, score = lm.score(start, the)

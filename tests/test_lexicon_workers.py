@@ -72,6 +72,8 @@ def test_hotwords_reach_the_workers_and_an_unknown_one_is_their_error(workers, i
     boosted = in_process.best_path(frames, common)
     assert not np.array_equal(boosted, in_process.best_path(frames))
     np.testing.assert_array_equal(workers.best_path(frames, common), boosted)
+    phrases = [f"{first} {second}" for first, second in zip(common[::2], common[1::2], strict=True)]
+    np.testing.assert_array_equal(workers.best_path(frames, phrases), in_process.best_path(frames, phrases))
     with pytest.raises(SearchError, match="UnknownWords: not in the lexicon: zzqxv"):
         workers.best_path(frames, ["zzqxv"])
     np.testing.assert_array_equal(workers.best_path(frames), in_process.best_path(frames))  # workers live on

@@ -1,0 +1,58 @@
+"""Hotword phrases: the language-model boosts a lexicon search gives the words of listed phrases.
+
+A single word is a phrase of one. Along a path, a phrase is matched word by word: a word that
+continues the match extends it, any other word starts a new match (when a phrase begins with it) or
+none. Each matched word is boosted as it ends, so that the search keeps the path while the phrase is
+being said; a match that breaks off, or that the path's end leaves unfinished, gives its words'
+boosts back. Only the words of whole phrases keep their boosts, so a common word in a phrase
+("new" in "new york") is favoured only where the rest of the phrase follows it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+PhraseState = tuple[int, int]  # (trie node, matched words of an unfinished phrase, boosted until it breaks off)
+
+
+class PhraseBoosts:
+    """Phrases of word indices, each word worth `boost` (the language model's units) -> score changes."""
+
+    START: PhraseState = (0, 0)
+
+    def __init__(self, phrases: Iterable[Sequence[int]], boost: float):
+        self.boost = boost
+        self.children: list[dict[int, int]] = [{}]  # trie over words; node 0 is the root
+        self.whole: list[bool] = [False]  # whether a node ends a phrase
+        for phrase in phrases:
+            node = 0
+            for word in phrase:
+                if word not in self.children[node]:
+                    self.children[node][word] = len(self.children)
+                    self.children.append({})
+                    self.whole.append(False)
+                node = self.children[node][word]
+            self.whole[node] = node != 0
+
+    def __bool__(self) -> bool:
+        return len(self.children) > 1
+
+    def step(self, state: PhraseState, word: int) -> tuple[PhraseState, float]:
+        """The state after `word` ends on a path in `state`, and the score that word adds."""
+        node, pending = state
+        following = self.children[node].get(word)
+        if following is not None:
+            score, pending = self.boost, pending + 1
+        else:
+            following = self.children[0].get(word, 0)
+            started = int(following != 0)
+            score, pending = (started - pending) * self.boost, started
+        if self.whole[following]:
+            pending = 0  # the phrase is whole: its boosts stay
+            if not self.children[following]:
+                following = 0  # nothing continues it, so the path is as free as at the start
+        return (following, pending), score
+
+    def finish(self, state: PhraseState) -> float:
+        """The score a path's end adds: an unfinished phrase's boosts given back."""
+        return -state[1] * self.boost
