@@ -44,7 +44,10 @@ LANGUAGES = ("en", "english")
 
 _FILE = {"type": "string", "format": "binary", "description": "audio: WAV, FLAC, OGG/Opus, MP3, M4A, WebM, ..."}
 _STREAM = {"type": "boolean", "description": "server-sent events: each piece's timed words, then the whole answer"}
-_HOTWORDS = {"type": "string", "description": "lexicon words the search favours, separated by commas or spaces"}
+_HOTWORDS = {
+    "type": "string",
+    "description": 'lexicon words the search favours, separated by commas or spaces; "words in quotes" make a phrase',
+}
 NATIVE_BODY = {
     "parameters": [
         {"name": "stream", "in": "query", "required": False, "schema": _STREAM},
@@ -286,7 +289,7 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
             raise ApiError(400, str(error)) from None
 
     def prompt_hotwords(prompt: str) -> tuple[str, ...]:
-        """QASR_HOTWORDS and an OpenAI `prompt`'s rarer lexicon words (HotwordLexicon.from_prompt);
+        """QASR_HOTWORDS and an OpenAI `prompt`'s rarer lexicon words and names (HotwordLexicon.from_prompt);
         none when greedy."""
         lexicon = state.engine.hotword_lexicon if state.engine is not None else None
         return lexicon.from_prompt(prompt) if lexicon is not None else ()
@@ -497,8 +500,9 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
     @app.post("/v1/transcribe", openapi_extra=NATIVE_BODY)
     async def transcribe_native(request: Request):
         """Multipart `file`, or the audio file as the raw request body; `stream=true` for server-sent
-        events and `hotwords` (words separated by commas or spaces; repeatable) for words the lexicon
-        search is to favour, each a query parameter or a form field."""
+        events and `hotwords` (words separated by commas or spaces, "words in double quotes" a phrase;
+        repeatable) for words and phrases the lexicon search is to favour, each a query parameter or a
+        form field."""
         authorize(request)
         fields: dict[str, list[str]] = {}
         if request.headers.get("content-type", "").startswith("multipart/form-data"):
@@ -515,7 +519,8 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
     @app.post("/v1/audio/translations", openapi_extra=OPENAI_BODY)  # into English: the model's English words
     async def transcribe_openai(request: Request):
         """OpenAI's transcription endpoint: multipart `file`, `model`, `language`, `response_format`,
-        `timestamp_granularities[]`, `stream`, `prompt` (its rarer lexicon words become hotwords);
+        `timestamp_granularities[]`, `stream`, `prompt` (its rarer lexicon words and capitalised names
+        become hotwords, HotwordLexicon.from_prompt);
         `temperature` is accepted and ignored. Also OpenAI's translation endpoint, whose answer is
         English text: an English model's transcript is that."""
         authorize(request)

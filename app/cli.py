@@ -110,7 +110,9 @@ def transcribe(argv: list[str]) -> int:
     parser.add_argument(
         "files", nargs="+", type=Path, help="audio files (WAV, FLAC, OGG/Opus, MP3, M4A, WebM, ...); - reads stdin"
     )
-    parser.add_argument("--hotwords", action="append", default=[], help="lexicon words to favour (repeatable)")
+    parser.add_argument(
+        "--hotwords", action="append", default=[], help='lexicon words to favour, "in quotes" a phrase (repeatable)'
+    )
     parser.add_argument(
         "--format", choices=TRANSCRIPT_FORMATS, default="text", help="text (default), json (a line per file), srt, vtt"
     )

@@ -55,7 +55,9 @@ class Settings(BaseSettings):
     hotword_boost: float = Field(
         LexiconSettings().hotword_boost, ge=0, description="lexicon decoder: ln of how much likelier a hotword is made"
     )
-    hotwords: str = Field("", description="lexicon decoder: words every request favours, separated by commas or spaces")
+    hotwords: str = Field(
+        "", description='lexicon decoder: words every request favours, separated by commas or spaces ("a phrase")'
+    )
     search_workers: int = Field(
         0, ge=0, description="lexicon decoder: processes running searches side by side (0: one per core)"
     )
@@ -102,7 +104,11 @@ class Settings(BaseSettings):
             raise ValueError(f"QASR_LANGUAGE_MODEL={self.language_model!r}: no such file (empty: wordfreq unigrams)")
         if self.decoding() == "lexicon" and self.vocabulary and not Path(self.vocabulary).is_file():
             raise ValueError(f"QASR_VOCABULARY={self.vocabulary!r}: no such file")
-        if self.decoding() == "greedy" and hotword_list([self.hotwords]):
+        try:
+            hotwords = hotword_list([self.hotwords])
+        except ValueError as error:
+            raise ValueError(f"QASR_HOTWORDS: {error}") from None
+        if self.decoding() == "greedy" and hotwords:
             raise ValueError("QASR_HOTWORDS needs the lexicon decoder (QASR_DECODER=lexicon)")
         if self.chunk_overlap_seconds * 2 >= self.chunk_seconds:
             raise ValueError("QASR_CHUNK_OVERLAP_SECONDS must be less than half of QASR_CHUNK_SECONDS")

@@ -167,6 +167,12 @@ def test_lexicon_decoding_service_gives_the_offline_beam_search_transcript(quart
             files={"file": ("a.wav", wav)},
         )
         assert prompted.json()["text"] == boosted.json()["text"]
+        phrase = f"{hotwords[-1]} {hotwords[0]}"
+        phrased = test_client.post("/v1/transcribe", params={"hotwords": f'"{phrase.upper()}"'}, content=wav)
+        assert phrased.status_code == 200 and phrased.json()["hotwords"] == [phrase]
+        unpaired = test_client.post("/v1/transcribe", params={"hotwords": '"the'}, content=wav)
+        assert unpaired.status_code == 400
+        assert unpaired.json()["error"]["message"] == "hotwords: a double quote without its pair in '\"the'"
         unknown = test_client.post("/v1/transcribe", params={"hotwords": "zzqxv the"}, content=wav)
         assert unknown.status_code == 400
         assert "hotwords not in the lexicon: zzqxv (QASR_VOCABULARY" in unknown.json()["error"]["message"]
@@ -195,6 +201,8 @@ def test_lexicon_decoding_service_gives_the_offline_beam_search_transcript(quart
     boosted_path = decoder.best_path(log_probabilities, hotwords)
     assert boosted.json()["text"] == " ".join(greedy_text(boosted_path, valid, model.labels).split())
     assert boosted.json()["text"] != body["text"]
+    phrased_path = decoder.best_path(log_probabilities, [phrase])
+    assert phrased.json()["text"] == " ".join(greedy_text(phrased_path, valid, model.labels).split())
 
 
 def rare_words_spelt_with(engine: Engine, letters: set[str]) -> list[str]:
