@@ -24,6 +24,8 @@ class PhraseBoosts:
         self.boost = boost
         self.children: list[dict[int, int]] = [{}]  # trie over words; node 0 is the root
         self.whole: list[bool] = [False]  # whether a node ends a phrase
+        phrases = [list(phrase) for phrase in phrases]
+        self.words = frozenset(word for phrase in phrases for word in phrase)  # all others leave START as it is
         for phrase in phrases:
             node = 0
             for word in phrase:
@@ -38,7 +40,8 @@ class PhraseBoosts:
         return len(self.children) > 1
 
     def step(self, state: PhraseState, word: int) -> tuple[PhraseState, float]:
-        """The state after `word` ends on a path in `state`, and the score that word adds."""
+        """The state after `word` ends on a path in `state`, and the score that word adds; START
+        itself (`is`) when the path is back at the start."""
         node, pending = state
         following = self.children[node].get(word)
         if following is not None:
@@ -51,7 +54,7 @@ class PhraseBoosts:
             pending = 0  # the phrase is whole: its boosts stay
             if not self.children[following]:
                 following = 0  # nothing continues it, so the path is as free as at the start
-        return (following, pending), score
+        return ((following, pending) if following or pending else self.START), score
 
     def finish(self, state: PhraseState) -> float:
         """The score a path's end adds: an unfinished phrase's boosts given back."""

@@ -247,14 +247,14 @@ class _RecentWords(flashlight.LM):
         self.kenlm, self.context = kenlm, max(order - 1, 0)
         self.known, self.rarest, self.phrases = known, rarest, phrases
         self.root = flashlight.LMState()
-        self.states: dict[tuple[tuple[int, ...], PhraseState], flashlight.LMState] = {}
+        # keyed by the recent words, and by (them, the phrase state) where that is not START:
+        self.states: dict[tuple, flashlight.LMState] = {}
         self.inner: dict[flashlight.LMState, tuple[tuple[int, ...], PhraseState, flashlight.LMState]] = {}
         self.scored: dict[tuple[flashlight.LMState, int], tuple[flashlight.LMState, float]] = {}
 
     def start(self, start_with_nothing: bool) -> flashlight.LMState:
-        start = PhraseBoosts.START
-        self.states = {((), start): self.root}
-        self.inner = {self.root: ((), start, self.kenlm.start(start_with_nothing))}
+        self.states = {(): self.root}
+        self.inner = {self.root: ((), PhraseBoosts.START, self.kenlm.start(start_with_nothing))}
         self.scored = {}
         return self.root
 
@@ -264,14 +264,17 @@ class _RecentWords(flashlight.LM):
             return known
         history, phrase_state, inner = self.inner[state]
         inner_next, score = self.kenlm.score(inner, word if word < self.known else self.rarest)
-        phrase_state, boost = self.phrases.step(phrase_state, word)
+        if phrase_state is not PhraseBoosts.START or word in self.phrases.words:  # else the phrases change nothing
+            phrase_state, boost = self.phrases.step(phrase_state, word)
+            score += boost
         recent = (*history, word)[-self.context :] if self.context else ()
-        merged = self.states.get((recent, phrase_state))
+        key = recent if phrase_state is PhraseBoosts.START else (recent, phrase_state)
+        merged = self.states.get(key)
         if merged is None:
-            merged = self.states[recent, phrase_state] = self.root.child(len(self.states))
+            merged = self.states[key] = self.root.child(len(self.states))
             self.inner[merged] = (recent, phrase_state, inner_next)
-        self.scored[state, word] = merged, score + boost
-        return merged, score + boost
+        self.scored[state, word] = merged, score
+        return merged, score
 
     def finish(self, state: flashlight.LMState) -> tuple[flashlight.LMState, float]:
         history, phrase_state, inner = self.inner[state]
