@@ -36,9 +36,6 @@ class PhraseBoosts:
                 node = self.children[node][word]
             self.whole[node] = node != 0
 
-    def __bool__(self) -> bool:
-        return len(self.children) > 1
-
     def step(self, state: PhraseState, word: int) -> tuple[PhraseState, float]:
         """The state after `word` ends on a path in `state`, and the score that word adds; START
         itself (`is`) when the path is back at the start."""

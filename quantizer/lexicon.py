@@ -220,9 +220,10 @@ class _Unigram(flashlight.LM):
         return self.root
 
     def score(self, state: flashlight.LMState, word: int) -> tuple[flashlight.LMState, float]:
-        if not self.phrases:
-            return state, self.log_probabilities[word]
-        phrase_state, boost = self.phrases.step(self.inner[state], word)
+        phrase_state = self.inner[state]
+        if phrase_state is PhraseBoosts.START and word not in self.phrases.words:
+            return state, self.log_probabilities[word]  # the phrases change nothing
+        phrase_state, boost = self.phrases.step(phrase_state, word)
         following = self.states.get(phrase_state)
         if following is None:
             following = self.states[phrase_state] = self.root.child(len(self.states))
@@ -230,7 +231,7 @@ class _Unigram(flashlight.LM):
         return following, self.log_probabilities[word] + boost
 
     def finish(self, state: flashlight.LMState) -> tuple[flashlight.LMState, float]:
-        return state, self.phrases.finish(self.inner[state]) if self.phrases else 0.0
+        return state, self.phrases.finish(self.inner[state])
 
 
 class _RecentWords(flashlight.LM):

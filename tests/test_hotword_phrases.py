@@ -49,10 +49,12 @@ def test_a_word_that_breaks_a_match_may_start_the_next(boosts):
 
 def test_a_single_word_leaves_the_path_where_it_started(boosts):
     state, score = boosts.step(PhraseBoosts.START, RED)
-    assert score == BOOST and state == PhraseBoosts.START  # so that the search can merge such paths
+    assert score == BOOST and state is PhraseBoosts.START  # so that the search can merge such paths
+    assert boosts.words == {NEW, YORK, TIMES, RED}
 
 
 def test_no_phrases_change_nothing():
     empty = PhraseBoosts([[]], BOOST)
-    assert not empty and walk(empty, [NEW, YORK]) == ([0.0, 0.0], 0.0)
-    assert PhraseBoosts([[RED]], BOOST)
+    assert empty.words == frozenset() and walk(empty, [NEW, YORK]) == ([0.0, 0.0], 0.0)
+    state, score = empty.step(PhraseBoosts.START, NEW)
+    assert state is PhraseBoosts.START and score == 0.0
