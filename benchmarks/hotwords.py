@@ -1,7 +1,7 @@
 """What hotwords do to the lexicon search's word errors: with the right words listed, and with wrong ones.
 
     .venv/bin/python benchmarks/hotwords.py --model DIR --manifest M [--manifest M2 ...]
-        [--boost 11 ...] [--list-size 20] [--seed 0] [--jobs 2] [--vocabulary FILE] [--group-by FIELD]
+        [--boost 11 ...] [--list-size 20] [--seed 0] [--jobs 2] [--vocabulary FILE] [--group-by FIELD] [--phrases]
 
 DIR: a folder written by `qasr quantize`; the `integer` graph gives each utterance's log-probabilities
 once. Each utterance gets two hotword lists of `--list-size` words, as a client that knows the
@@ -13,7 +13,11 @@ how many of the references' rare words were found (bag of words per utterance). 
 adds a word list to the lexicon (QASR_VOCABULARY) for every row, "none" included. `--group-by`
 (a manifest field, such as the speaker, who reads one book) adds "topic" lists: the rare words of
 the other utterances of the same group, as a client that knows the book but not the sentence would
-send them (they hold an utterance's own rare words only where those recur).
+send them (they hold an utterance's own rare words only where those recur). `--phrases` adds lists
+of two-word phrases, as a client would list names of several words: "right phrases" pair each rare
+word of the reference with the word before it (or after it, for the first word), padded with other
+utterances' phrases to `--list-size` phrases, "wrong phrases" are other utterances' only; each is
+also decoded with its phrases split into single hotwords, which is what a phrase was before phrases.
 """
 
 from __future__ import annotations
@@ -47,6 +51,34 @@ def hotword_lists(
         right.append(own + rng.sample(others, max(size - len(own), 0)))
         wrong.append(rng.sample(others, min(size, len(others))))
     return rare, right, wrong
+
+
+def phrase_lists(
+    references: list[str], lexicon: HotwordLexicon, size: int, seed: int
+) -> tuple[list[list[str]], list[list[str]]]:
+    """Each reference's "right phrases" and "wrong phrases" lists (see the docstring)."""
+    own = []
+    for reference in references:
+        words = reference.split()
+        pairs = {
+            " ".join(words[i - 1 : i + 1] if i else words[:2])
+            for i, w in enumerate(words)
+            if w in lexicon.words and w not in lexicon.common and len(words) > 1
+        }
+        own.append(sorted(p for p in pairs if all(w in lexicon.words for w in p.split())))
+    everyone = sorted({p for phrases in own for p in phrases})
+    rng = random.Random(seed)
+    right, wrong = [], []
+    for phrases in own:
+        others = [p for p in everyone if p not in phrases]
+        right.append(phrases + rng.sample(others, max(size - len(phrases), 0)))
+        wrong.append(rng.sample(others, min(size, len(others))))
+    return right, wrong
+
+
+def as_words(lists: list[list[str]]) -> list[list[str]]:
+    """Lists of phrases -> lists of their words, each once: what phrases were before phrases."""
+    return [list(dict.fromkeys(w for phrase in phrases for w in phrase.split())) for phrases in lists]
 
 
 def topic_lists(rare: list[list[str]], groups: list[str]) -> list[list[str]]:
@@ -85,6 +117,7 @@ def main() -> None:
     parser.add_argument("--language-model", default=str(SHIPPED_LANGUAGE_MODEL))
     parser.add_argument("--vocabulary", default="")
     parser.add_argument("--group-by", help="a manifest field: adds topic lists from the same group")
+    parser.add_argument("--phrases", action="store_true", help="adds lists of two-word phrases")
     args = parser.parse_args()
 
     model = IntegerModel.load(args.model)
@@ -103,6 +136,10 @@ def main() -> None:
     conditions = {"right": right, "wrong": wrong}
     if args.group_by:
         conditions["topic"] = topic_lists(rare, [u.group for u in utterances])
+    if args.phrases:
+        right_phrases, wrong_phrases = phrase_lists(references, lexicon, args.list_size, args.seed)
+        conditions["right phrases"], conditions["right phrases as words"] = right_phrases, as_words(right_phrases)
+        conditions["wrong phrases"], conditions["wrong phrases as words"] = wrong_phrases, as_words(wrong_phrases)
     jobs = [(model.labels, base, scores, [[] for _ in scores])]
     for boost in boosts:
         settings = dataclasses.replace(base, hotword_boost=boost)
