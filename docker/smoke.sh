@@ -58,9 +58,9 @@ echo "ready: $ready"
 python3 -c 'import json, sys; assert json.loads(sys.argv[1])["search_workers"] >= 1' "$ready"  # one per core
 openai=$(curl -sf -F "file=@$clip" -F model=whisper-1 -F response_format=text http://127.0.0.1:8000/v1/audio/transcriptions)
 echo "openai-compatible (text): $openai"
-boosted=$(curl -sf -F "file=@$clip" -F "hotwords=quick, jumps, dog" http://127.0.0.1:8000/v1/transcribe)
+boosted=$(curl -sf -F "file=@$clip" -F 'hotwords=quick, jumps, "lazy dog"' http://127.0.0.1:8000/v1/transcribe)
 echo "with hotwords: $boosted" | cut -c1-300
-python3 -c 'import json, sys; assert json.loads(sys.argv[1])["hotwords"] == ["quick", "jumps", "dog"]' "$boosted"
+python3 -c 'import json, sys; assert json.loads(sys.argv[1])["hotwords"] == ["quick", "jumps", "lazy dog"]' "$boosted"
 m4a=$(mktemp --suffix .m4a)  # AAC in M4A, as a phone records it, made by the test suite's PyAV helper
 .venv/bin/python -c 'import sys, numpy as np, soundfile; from tests.test_audio import encoded
 x, rate = soundfile.read(sys.argv[1], dtype="float32"); open(sys.argv[2], "wb").write(encoded(np.stack([x, x]), rate, "ipod", "aac"))' "$clip" "$m4a"
