@@ -85,7 +85,8 @@ def capitalised_runs(text: str) -> list[str]:
     """Runs of two or more capitalised words in `text`, with nothing but white space between them
     (names such as "New York"), lower-cased, in order. A run that starts a sentence comes also
     without its first word, which may be capitalised only for that ("Yesterday Jane Austen")."""
-    runs, run, starts_sentence = [], [], True
+    runs, run = [], []
+    starts_sentence = run_starts_sentence = True
     for token in [*_TOKENS.findall(text), "."]:
         word = token.strip("'")
         if word[:1].isupper():

@@ -56,7 +56,9 @@ class Settings(BaseSettings):
         LexiconSettings().hotword_boost, ge=0, description="lexicon decoder: ln of how much likelier a hotword is made"
     )
     hotwords: str = Field(
-        "", description='lexicon decoder: words every request favours, separated by commas or spaces ("a phrase")'
+        "",
+        description='lexicon decoder: words every request favours, separated by commas or spaces; "words in quotes" '
+        "make a phrase",
     )
     search_workers: int = Field(
         0, ge=0, description="lexicon decoder: processes running searches side by side (0: one per core)"
