@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from quantizer.hotword_phrases import PhraseBoosts
+from quantizer.hotword_phrases import PROVISIONAL, PhraseBoosts
 
 NEW, YORK, TIMES, CITY, RED = range(5)
 BOOST = 2.5
+PART = PROVISIONAL * BOOST  # what a matched word gets at once
+REST = BOOST - PART  # and each matched word when its phrase is whole
 
 
 def walk(boosts: PhraseBoosts, words: list[int]) -> tuple[list[float], float]:
@@ -25,29 +27,31 @@ def boosts() -> PhraseBoosts:
 
 
 def test_a_whole_phrase_keeps_a_boost_for_each_of_its_words(boosts):
+    assert 0 < PART < BOOST
     scores, end = walk(boosts, [CITY, NEW, YORK, CITY])
-    assert scores == [0.0, BOOST, BOOST, 0.0] and end == 0.0
+    assert scores == [0.0, PART, PART + 2 * REST, 0.0] and end == 0.0
     scores, end = walk(boosts, [NEW, YORK, TIMES])
-    assert scores == [BOOST, BOOST, BOOST] and end == 0.0
+    assert scores == [PART, PART + 2 * REST, BOOST] and end == 0.0
 
 
 def test_a_phrase_that_breaks_off_or_is_left_unfinished_gives_its_boosts_back(boosts):
     scores, end = walk(boosts, [NEW, CITY])
-    assert scores == [BOOST, -BOOST] and end == 0.0
+    assert scores == [PART, -PART] and end == 0.0
     scores, end = walk(boosts, [NEW])
-    assert scores == [BOOST] and end == -BOOST
+    assert scores == [PART] and end == -PART
     scores, end = walk(boosts, [NEW, YORK, TIMES, TIMES])  # a whole phrase's boosts stay
-    assert sum(scores) + end == 3 * BOOST
+    assert sum(scores) + end == pytest.approx(3 * BOOST)
 
 
 def test_a_word_that_breaks_a_match_may_start_the_next(boosts):
     scores, end = walk(boosts, [NEW, NEW, YORK])
-    assert scores == [BOOST, 0.0, BOOST] and end == 0.0  # the first "new" given back, the second boosted
+    assert scores == [PART, 0.0, PART + 2 * REST] and end == 0.0  # the first "new" given back, the second kept
+    assert sum(scores) == pytest.approx(2 * BOOST)
     scores, end = walk(boosts, [NEW, RED, RED])
-    assert scores == [BOOST, 0.0, BOOST] and end == 0.0
+    assert scores == [PART, BOOST - PART, BOOST] and end == 0.0
 
 
-def test_a_single_word_leaves_the_path_where_it_started(boosts):
+def test_a_single_word_gets_its_whole_boost_and_leaves_the_path_where_it_started(boosts):
     state, score = boosts.step(PhraseBoosts.START, RED)
     assert score == BOOST and state is PhraseBoosts.START  # so that the search can merge such paths
     assert boosts.words == {NEW, YORK, TIMES, RED}
