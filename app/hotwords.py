@@ -12,7 +12,9 @@ HOTWORD_LIMIT = 1000  # words per request, those of phrases included
 COMMON_WORDS = 5000  # a prompt's words among the lexicon's this many likeliest are not made hotwords
 _SEPARATORS = re.compile(r"[\s,]+")
 _TOKENS = re.compile(r"[A-Za-z']+|[^A-Za-z'\s]+")  # words, and what stands between them
-_ITEMS = re.compile(r'"([^"]*)"|([^\s,"]+)|"')  # a quoted phrase, a word, or an unpaired quote
+_QUOTES = '"\u201c\u201d'  # straight and curly double quotes
+# a quoted phrase, a word, or an unpaired quote:
+_ITEMS = re.compile(f"[{_QUOTES}]([^{_QUOTES}]*)[{_QUOTES}]|([^\\s,{_QUOTES}]+)|[{_QUOTES}]")
 
 
 class HotwordLexicon:
@@ -68,8 +70,8 @@ class HotwordLexicon:
 
 
 def hotword_list(fields: list[str]) -> tuple[str, ...]:
-    """Fields of words separated by commas or white space, where words in double quotes make one
-    phrase ("new york") -> the words and phrases (their words joined by one space), lower-cased,
+    """Fields of words separated by commas or white space, where words in double quotes (straight or
+    curly) make one phrase ("new york") -> the words and phrases (their words joined by one space), lower-cased,
     each once, in order. ValueError for a quote without its pair."""
     items = []
     for field in fields:

@@ -24,8 +24,8 @@ def test_hotword_fields_split_on_commas_and_spaces_lower_cased_each_once(lexicon
 
 
 def test_words_in_double_quotes_make_one_phrase(lexicon):
-    fields = ['Qasr, "New  York,Times" linux', '"new york times" "" qasr']
-    assert lexicon.checked(fields) == ("qasr", "new york times", "linux")
+    fields = ['Qasr, "New  York,Times" linux', '"new york times" "" qasr', "\u201cJane Austen\u201d"]
+    assert lexicon.checked(fields) == ("qasr", "new york times", "linux", "jane austen")
     with pytest.raises(ValueError, match="hotwords: a double quote without its pair in 'linux \"new york'"):
         lexicon.checked(['linux "new york'])
     with pytest.raises(UnknownWords, match="not in the lexicon: zzqxv$"):
