@@ -43,14 +43,20 @@ def hotword_lists(
 ) -> tuple[list[list[str]], list[list[str]], list[list[str]]]:
     """Each reference's rare lexicon words, its "right" list and its "wrong" list (see the docstring)."""
     rare = [sorted({w for w in r.split() if w in lexicon.words and w not in lexicon.common}) for r in references]
-    everyone = sorted({w for words in rare for w in words})
+    return rare, *right_and_wrong(rare, size, seed)
+
+
+def right_and_wrong(own: list[list[str]], size: int, seed: int) -> tuple[list[list[str]], list[list[str]]]:
+    """Each utterance's own items -> its "right" list (them, padded with other utterances' items to
+    `size`) and its "wrong" list (`size` of the other utterances' items)."""
+    everyone = sorted({item for items in own for item in items})
     rng = random.Random(seed)
     right, wrong = [], []
-    for own in rare:
-        others = [w for w in everyone if w not in own]
-        right.append(own + rng.sample(others, max(size - len(own), 0)))
+    for items in own:
+        others = [item for item in everyone if item not in items]
+        right.append(items + rng.sample(others, max(size - len(items), 0)))
         wrong.append(rng.sample(others, min(size, len(others))))
-    return rare, right, wrong
+    return right, wrong
 
 
 def phrase_lists(
@@ -66,14 +72,7 @@ def phrase_lists(
             if w in lexicon.words and w not in lexicon.common and len(words) > 1
         }
         own.append(sorted(p for p in pairs if all(w in lexicon.words for w in p.split())))
-    everyone = sorted({p for phrases in own for p in phrases})
-    rng = random.Random(seed)
-    right, wrong = [], []
-    for phrases in own:
-        others = [p for p in everyone if p not in phrases]
-        right.append(phrases + rng.sample(others, max(size - len(phrases), 0)))
-        wrong.append(rng.sample(others, min(size, len(others))))
-    return right, wrong
+    return right_and_wrong(own, size, seed)
 
 
 def as_words(lists: list[list[str]]) -> list[list[str]]:
