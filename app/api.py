@@ -30,7 +30,16 @@ from app.limits import BodyLimit
 from app.metrics import Metrics
 from app.model_store import PreparedModel, prepare_model
 from app.settings import Settings
-from app.transcriber import Engine, PieceStream, Timings, Window, WindowResult, batch_timings, decode
+from app.transcriber import (
+    Engine,
+    PieceStream,
+    Timings,
+    Window,
+    WindowResult,
+    batch_timings,
+    decode,
+    head_windows,
+)
 from quantizer.lexicon import UnknownWords
 
 log = logging.getLogger("qasr.api")
@@ -313,22 +322,24 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
         """The words of each piece of the upload that has any, in order, as the decoder finds them
         (PieceStream: a piece is searched as soon as the model has passed its end); at the end,
         `timings` holds the request's stage times and the metrics have seen it. 504 past `deadline`."""
-        pieces = PieceStream(state.engine, upload.windows, hotwords)
+        pieces = PieceStream(state.engine, hotwords)
         batches: dict[int, WindowResult] = {}  # one result per batch, for its timings
         state.metrics.queue_depth.set(state.batcher.queued + len(upload.windows))
-        in_order = state.batcher.results_in_order(upload.samples, head=pieces.head_windows())
+        head = head_windows(state.engine, upload.windows)
+        in_order = state.batcher.results_in_order(upload.samples, head=head)
         try:
-            while (result := await within(deadline, anext(in_order, None))) is not None:
+            for window in upload.windows:
+                result = await within(deadline, anext(in_order))
                 batches[result.batch_id] = result
-                pieces.add(result)
+                pieces.add(window, result)
                 while pieces.ready():
-                    if piece := await pieces.next_words():
-                        yield piece
+                    if (piece := await pieces.next_piece()).words:
+                        yield piece.words
             searching_since = time.perf_counter()
             pieces.finish()
-            while (piece := await within(deadline, pieces.next_words())) is not None:
-                if piece:
-                    yield piece
+            while (piece := await within(deadline, pieces.next_piece())) is not None:
+                if piece.words:
+                    yield piece.words
             found = batch_timings(list(batches.values()))
             timings.features, timings.inference = found.features, found.inference
             timings.batch_sizes = found.batch_sizes

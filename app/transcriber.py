@@ -198,24 +198,37 @@ class Window:
     keep_to: int  # one past the last output frame that counts
 
 
+class WindowPlanner:
+    """plan_windows for audio that is still arriving: each window once all its samples are in.
+    Lengths in samples; `frame` is the samples per output frame."""
+
+    def __init__(self, window: int, overlap: int, frame: int):
+        self.window, self.overlap, self.frame = window // frame * frame, overlap // frame * frame, frame
+        self.start = 0  # first sample of the next window
+
+    def ready(self, received: int) -> list[Window]:
+        """The windows, not given before, that plan_windows gives for every total past `received` samples."""
+        windows = []
+        while received > self.start + self.window:
+            keep_from = 0 if self.start == 0 else self.overlap // self.frame
+            keep_to = (self.window - self.overlap) // self.frame
+            windows.append(Window(self.start, self.start + self.window, keep_from, keep_to))
+            self.start += self.window - 2 * self.overlap
+        return windows
+
+    def rest(self, total: int) -> list[Window]:
+        """The audio ended after `total` samples: the windows still to come, the last one ending there."""
+        windows = self.ready(total)
+        keep_from = 0 if self.start == 0 else self.overlap // self.frame
+        windows.append(Window(self.start, total, keep_from, -(-(total - self.start) // self.frame)))
+        return windows
+
+
 def plan_windows(total: int, window: int, overlap: int, frame: int) -> list[Window]:
     """Cover `total` samples with windows of at most `window` samples that overlap by `overlap`
     on each side; each output frame is kept from exactly one window, the one where it has the
     most context. All lengths are in samples; `frame` is the samples per output frame."""
-    window, overlap = window // frame * frame, overlap // frame * frame
-    if total <= window:
-        return [Window(0, total, 0, -(-total // frame))]
-    step = window - 2 * overlap
-    windows, start = [], 0
-    while True:
-        stop = min(start + window, total)
-        last = stop == total
-        keep_from = 0 if start == 0 else overlap // frame
-        keep_to = -(-(stop - start) // frame) if last else (window - overlap) // frame
-        windows.append(Window(start, stop, keep_from, keep_to))
-        if last:
-            return windows
-        start += step
+    return WindowPlanner(window, overlap, frame).rest(total)
 
 
 def kept_frames(window: Window, result: WindowResult) -> np.ndarray:
@@ -250,6 +263,24 @@ def words_by_piece(
         log_probabilities, first_frame = log_probabilities[len(path) :], first_frame + len(path)
 
 
+@dataclass
+class Piece:
+    """A piece of the input's frames and the words the decoder found in it."""
+
+    words: list[Word]
+    first_frame: int  # output frame of the input where it begins
+    frames: int  # its length in output frames
+
+
+def head_windows(engine: Engine, windows: list[Window]) -> int:
+    """How many of these windows' frames settle a PieceStream's first cut (one for greedy decoding)."""
+    if engine.piece_frames is None:
+        return 1
+    needed = engine.piece_frames + PAUSE_FRAMES + 1  # frames known when the first cut settles
+    kept = np.cumsum([window.keep_to - window.keep_from for window in windows])
+    return min(int(np.searchsorted(kept, needed)) + 1, len(windows))
+
+
 class PieceStream:
     """Window results, in order -> the words of each piece of the stitched frames, in order, with
     the words, times and confidences of `decode` on the whole input. With the lexicon search a piece
@@ -257,29 +288,21 @@ class PieceStream:
     being recognised. Greedy decoding cuts each window's frames at their last space: every word
     before it is complete, and each frame's class is its own argmax, so no later frame changes it."""
 
-    def __init__(self, engine: Engine, windows: list[Window], hotwords: tuple[str, ...] = ()):
-        self.engine, self.windows, self.hotwords = engine, windows, hotwords
-        self.received = 0  # window results added
+    def __init__(self, engine: Engine, hotwords: tuple[str, ...] = (), longest: int | None = None):
+        """longest: the longest piece in output frames for the lexicon search (default: its own
+        max_frames, which `decode` cuts at too); greedy decoding ignores it."""
+        self.engine, self.hotwords = engine, hotwords
+        self.longest = engine.piece_frames if longest is None or engine.piece_frames is None else longest
         self.tail = np.zeros((0, len(engine.labels) + 1), np.float32)  # frames not yet searched [T'', classes]
         self.tail_start = 0  # the output frame tail[0] is
-        self.searches: deque[asyncio.Task[list[Word]]] = deque()  # in the input's order
+        self.searches: deque[asyncio.Task[Piece]] = deque()  # in the input's order
 
-    def head_windows(self) -> int:
-        """How many windows' frames settle the first cut (one for greedy decoding)."""
-        if self.engine.piece_frames is None:
-            return 1
-        needed = self.engine.piece_frames + PAUSE_FRAMES + 1  # frames known when the first cut settles
-        kept = np.cumsum([window.keep_to - window.keep_from for window in self.windows])
-        return min(int(np.searchsorted(kept, needed)) + 1, len(self.windows))
-
-    def add(self, result: WindowResult) -> None:
-        """The next window's result; starts the searches of the pieces it settles. Call on the event loop."""
-        window = self.windows[self.received]
-        self.received += 1
+    def add(self, window: Window, result: WindowResult) -> None:
+        """The next window and its result; starts the searches of the pieces it settles. Call on the event loop."""
         self.tail = np.concatenate([self.tail, kept_frames(window, result)])
-        labels, longest = self.engine.labels, self.engine.piece_frames
-        if longest is not None:
-            cuts = settled_pause_cuts(self.tail, len(labels), labels.index(" "), longest)
+        labels = self.engine.labels
+        if self.longest is not None:
+            cuts = settled_pause_cuts(self.tail, len(labels), labels.index(" "), self.longest)
         elif " " in labels:
             cuts = np.flatnonzero(self.tail.argmax(axis=1) == labels.index(" "))[-1:].tolist()  # the last space
         else:
@@ -293,13 +316,11 @@ class PieceStream:
 
     def finish(self) -> None:
         """No more windows: search what is left."""
-        if self.received != len(self.windows):
-            raise ValueError(f"{self.received} of {len(self.windows)} windows were added")
         self._search(self.tail, self.tail_start)
         self.tail = self.tail[len(self.tail) :]
 
-    async def next_words(self) -> list[Word] | None:
-        """The next piece's words once its search is done; None when every piece has been given."""
+    async def next_piece(self) -> Piece | None:
+        """The next piece once its search is done; None when every piece has been given."""
         return await self.searches.popleft() if self.searches else None
 
     def abandon(self) -> None:
@@ -310,15 +331,15 @@ class PieceStream:
         self.searches.clear()
 
     def ready(self) -> bool:
-        """Whether the next piece's words are there without waiting."""
+        """Whether the next piece is there without waiting."""
         return bool(self.searches) and self.searches[0].done()
 
     def _search(self, log_probabilities: np.ndarray, first_frame: int) -> None:
-        def words() -> list[Word]:
+        def piece() -> Piece:
             pieces = words_by_piece(self.engine, log_probabilities, first_frame, self.hotwords)
-            return [word for piece in pieces for word in piece]
+            return Piece([word for words in pieces for word in words], first_frame, len(log_probabilities))
 
-        self.searches.append(asyncio.ensure_future(asyncio.to_thread(words)))
+        self.searches.append(asyncio.ensure_future(asyncio.to_thread(piece)))
 
 
 def decode(

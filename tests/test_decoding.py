@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from app.decoding import path_probabilities, path_words
-from app.transcriber import WindowResult, plan_windows, stitch
+from app.transcriber import WindowPlanner, WindowResult, plan_windows, stitch
 from quantizer.ctc import frame_log_probabilities
 from quantizer.nemo_configs import ENGLISH_LABELS
 
@@ -63,3 +63,20 @@ def test_windows_keep_every_output_frame_exactly_once(total):
         for w in windows
     ]
     assert stitch(windows, results)[:, 0].tolist() == global_frames
+
+
+@pytest.mark.parametrize("total", [320 * 10, 320 * 100, 320 * 100 + 1, 320 * 1234 + 5])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_windows_planned_as_audio_arrives_are_those_of_the_whole_audio(total, seed):
+    """WindowPlanner gives each window once its samples are all in, whatever the pieces the audio
+    arrives in, and with the end: exactly plan_windows' windows."""
+    frame, window, overlap = 320, 320 * 100, 320 * 10
+    planner, received, windows = WindowPlanner(window, overlap, frame), 0, []
+    rng = np.random.default_rng(seed)
+    while received < total:
+        received = min(total, received + int(rng.integers(1, 320 * 60)))
+        ready = planner.ready(received)
+        assert all(w.stop < received for w in ready)  # never a window whose samples are not all in
+        windows += ready
+    windows += planner.rest(total)
+    assert windows == plan_windows(total, window, overlap, frame)

@@ -26,7 +26,7 @@ import app.transcriber
 from app.api import create_app
 from app.model_store import COMPLETE_FILE, cache_key
 from app.settings import Settings
-from app.transcriber import Engine, PieceStream, decode, plan_windows
+from app.transcriber import Engine, PieceStream, decode, head_windows, plan_windows
 from quantizer.ctc import frame_log_probabilities, greedy_text
 from quantizer.features import LogMelFrontEnd
 from quantizer.integer_model import IntegerModel
@@ -414,23 +414,27 @@ def test_pieces_are_searched_while_later_windows_are_still_coming_and_give_the_w
         whole, _ = decode(engine, windows, results)
 
         async def streamed() -> tuple[list, list[int], int]:
-            pieces, searching = PieceStream(engine, windows), []
-            head = pieces.head_windows()
-            for result in results:
-                pieces.add(result)
+            pieces, searching = PieceStream(engine), []
+            head = head_windows(engine, windows)
+            for window, result in zip(windows, results, strict=True):
+                pieces.add(window, result)
                 searching.append(len(pieces.searches))
             assert searching[: head - 1] == [0] * (head - 1) and searching[head - 1] == 1  # it settles the first cut
             pieces.finish()
-            words = []
-            while (piece := await pieces.next_words()) is not None:
-                words += piece
-            early = PieceStream(engine, windows)  # a stream that ends after its first pieces
-            for result in results[: head + 2]:
-                early.add(result)
+            words, spans = [], []
+            while (piece := await pieces.next_piece()) is not None:
+                words += piece.words
+                spans.append((piece.first_frame, piece.frames))
+            early = PieceStream(engine)  # a stream that ends after its first pieces
+            for window, result in list(zip(windows, results, strict=True))[: head + 2]:
+                early.add(window, result)
             pending = list(early.searches)
             early.abandon()
             await asyncio.gather(*pending, return_exceptions=True)
-            assert pending and all(search.cancelled() for search in pending) and await early.next_words() is None
+            assert pending and all(search.cancelled() for search in pending) and await early.next_piece() is None
+            ends = [first + frames for first, frames in spans]
+            assert [first for first, _ in spans] == [0, *ends[:-1]]  # the pieces tile the input
+            assert ends[-1] == sum(w.keep_to - w.keep_from for w in windows)
             return words, searching, head
 
         words, searching, head = asyncio.run(streamed())
@@ -504,18 +508,18 @@ def test_greedy_pieces_end_at_each_windows_last_space_and_give_the_whole_inputs_
     whole, _ = decode(engine, windows, results)
 
     async def streamed() -> tuple[list, list[int]]:
-        pieces, searching = PieceStream(engine, windows), []
-        for result in results:
-            pieces.add(result)
+        pieces, searching = PieceStream(engine), []
+        for window, result in zip(windows, results, strict=True):
+            pieces.add(window, result)
             searching.append(len(pieces.searches))
         pieces.finish()
         words = []
-        while (piece := await pieces.next_words()) is not None:
-            words += piece
+        while (piece := await pieces.next_piece()) is not None:
+            words += piece.words
         return words, searching
 
     words, searching = asyncio.run(streamed())
-    assert engine.piece_frames is None and PieceStream(engine, windows).head_windows() == 1
+    assert engine.piece_frames is None and head_windows(engine, windows) == 1
     assert len(whole) >= 20 and searching == list(range(1, len(windows) + 1))  # one piece per window
     assert words == whole
 
