@@ -14,7 +14,7 @@ from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, WebSocket
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -22,7 +22,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
 
-from app import formats
+from app import formats, live
 from app.audio import AudioError, decode_audio
 from app.batcher import Batcher
 from app.decoding import Word, transcript
@@ -126,6 +126,7 @@ class ServiceState:
     prepared: PreparedModel | None = None
     batcher: Batcher | None = None
     phase: str = "starting"  # starting -> ready -> draining | failed
+    live_streams: int = 0  # open on /v1/listen
     error: str | None = None
 
 
@@ -226,7 +227,7 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
         state.metrics.requests.labels(endpoint=getattr(route, "path", "unmatched"), status=response.status_code).inc()
         return response
 
-    def error_body(request: Request, status: int, message: str, kind: str) -> dict:
+    def error_body(request: Request | WebSocket, status: int, message: str, kind: str) -> dict:
         return {
             "error": {
                 "message": message,
@@ -259,17 +260,39 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
         log.exception("request %s failed", getattr(request.state, "request_id", "?"))
         return JSONResponse(error_body(request, 500, INTERNAL_ERROR, "server_error"), 500)
 
+    def is_key(token: str) -> bool:
+        return secrets.compare_digest(token.strip().encode(), settings.api_key.encode())
+
     def authorize(request: Request) -> None:
         if settings.api_key is None:
             return
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip(), settings.api_key):
+        if scheme.lower() != "bearer" or not is_key(token):
             raise ApiError(
                 401,
                 "missing or wrong API key: send `Authorization: Bearer <key>`",
                 "authentication_error",
                 {"WWW-Authenticate": "Bearer"},
             )
+
+    def authorize_socket(websocket: WebSocket) -> str | None:
+        """A WebSocket handshake's API key: `Authorization: Bearer KEY` (or Deepgram's `Token KEY`),
+        or from browsers, which cannot set headers, the subprotocols `token, KEY`. The subprotocol
+        to accept with."""
+        if settings.api_key is None:
+            return None
+        scheme, _, token = websocket.headers.get("authorization", "").partition(" ")
+        if scheme.lower() in ("bearer", "token") and is_key(token):
+            return None
+        protocols = websocket.scope.get("subprotocols", [])
+        if len(protocols) == 2 and protocols[0].lower() == "token" and is_key(protocols[1]):
+            return protocols[0]
+        raise ApiError(
+            401,
+            "missing or wrong API key: send `Authorization: Bearer <key>`, or the subprotocols `token, <key>`",
+            "authentication_error",
+            {"WWW-Authenticate": "Bearer"},
+        )
 
     def serving_backend() -> str:
         """The backend answering requests: the one asked for, unless the engine fell back (Engine)."""
@@ -465,9 +488,58 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
                 fields.setdefault(key, []).append(value)
         return data, fields
 
+    async def deny(websocket: WebSocket, error: ApiError) -> None:
+        """Refuse a WebSocket handshake with an HTTP error, where the server can send one."""
+        state.metrics.requests.labels(endpoint="/v1/listen", status=error.status).inc()
+        body = error_body(websocket, error.status, error.message, error.kind)
+        try:
+            await websocket.send_denial_response(JSONResponse(body, error.status, headers=error.headers))
+        except RuntimeError:  # the server has no denial responses: a close during the handshake (403)
+            await websocket.close(live.POLICY_VIOLATION, reason=error.message[:120])
+
+    @app.websocket("/v1/listen")
+    async def listen(websocket: WebSocket):
+        """Live transcription (app.live): raw 16-bit PCM in binary messages; query parameters
+        `sample_rate`, `channels`, `encoding=linear16`, `interim_results`, `language`, and
+        `hotwords` or Deepgram's `keywords`."""
+        websocket.state.request_id = websocket.headers.get("x-request-id", "")[:64] or uuid.uuid4().hex
+        try:
+            subprotocol = authorize_socket(websocket)
+            require_ready()
+            if state.live_streams >= settings.live_max_streams:
+                raise ApiError(503, f"{settings.live_max_streams} live streams are open: the limit", "unavailable")
+            try:
+                options = live.live_options(websocket.query_params)
+            except ValueError as error:
+                raise ApiError(400, str(error)) from None
+            hotwords = requested_hotwords(live.hotword_fields(websocket.query_params))
+        except ApiError as error:
+            await deny(websocket, error)
+            return
+        state.metrics.requests.labels(endpoint="/v1/listen", status=101).inc()
+        request_id = websocket.state.request_id
+        await websocket.accept(subprotocol=subprotocol, headers=[(b"x-request-id", request_id.encode())])
+        windows = live.LiveWindows(
+            settings.live_step_seconds,
+            settings.live_context_seconds,
+            settings.live_lookahead_seconds,
+            settings.live_piece_seconds,
+        )
+        transcriber = live.LiveTranscriber(state.engine, state.batcher.recognise, windows, hotwords)
+        limits = live.LiveLimits(settings.live_idle_seconds, settings.max_audio_seconds)
+        state.live_streams += 1
+        state.metrics.live_streams.inc()
+        try:
+            lag = state.metrics.live_final_lag.observe
+            await live.serve(websocket, transcriber, options, limits, request_id, settings.model_name, lag)
+        finally:
+            state.live_streams -= 1
+            state.metrics.live_streams.dec()
+            state.metrics.audio_seconds.inc(transcriber.seconds)
+
     @app.get("/health/live")
     @app.get("/v2/health/live")  # the paths Triton and KServe v2 clients probe
-    async def live():
+    async def alive():
         return {"status": "alive"}
 
     @app.get("/health/ready")

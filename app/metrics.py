@@ -39,6 +39,13 @@ class Metrics:
         self.model_info = Gauge("qasr_quantization", "Quantization report summary", ["field"], registry=r)
         self.search_workers = Gauge("qasr_search_workers", "Lexicon search worker processes (0: greedy)", registry=r)
         self.search_workers_busy = Gauge("qasr_search_workers_busy", "Lexicon search workers searching now", registry=r)
+        self.live_streams = Gauge("qasr_live_streams", "Live streams (/v1/listen) open now", registry=r)
+        self.live_final_lag = Histogram(
+            "qasr_live_final_lag_seconds",
+            "Live streams: audio received when a final result was sent, past that result's end",
+            buckets=(0.5, 1, 1.5, 2, 3, 4, 5, 6, 8, 10, 15, 30),
+            registry=r,
+        )
 
     def track_search_workers(self, count: int, busy: Callable[[], float]) -> None:
         """The search workers' count, and `busy()` read at every scrape."""

@@ -79,6 +79,18 @@ class Settings(BaseSettings):
     max_batch_wait_ms: float = Field(5.0, ge=0.0, description="how long a batch waits to fill")
     request_timeout_s: float = Field(300.0, gt=0, description="504 after this")
 
+    # Live streams (/v1/listen): short windows and pieces, for words within seconds.
+    live_step_seconds: float = Field(1.0, ge=0.1, description="live audio is recognised this much at a time")
+    live_context_seconds: float = Field(2.0, ge=0.0, description="audio a live window sees before what it recognises")
+    live_lookahead_seconds: float = Field(
+        1.0, ge=0.0, description="audio a live window waits for after what it recognises (adds to the latency)"
+    )
+    live_piece_seconds: float = Field(
+        5.0, ge=1.0, description="lexicon decoder: the longest stretch of live audio searched at once"
+    )
+    live_idle_seconds: float = Field(10.0, gt=0, description="a live stream sending nothing this long is closed")
+    live_max_streams: int = Field(32, ge=1, description="live streams open at once; more are refused (503)")
+
     api_key: str | None = Field(None, description="if set, transcription endpoints need `Authorization: Bearer KEY`")
     metrics_need_key: bool = Field(False, description="also protect /metrics with the API key")
     cors_origins: list[str] = Field(default_factory=list, description="CORS allowed origins; empty: CORS off")

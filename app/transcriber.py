@@ -199,27 +199,31 @@ class Window:
 
 
 class WindowPlanner:
-    """plan_windows for audio that is still arriving: each window once all its samples are in.
-    Lengths in samples; `frame` is the samples per output frame."""
+    """Windows for audio that is still arriving, each given once all its samples are in: each keeps
+    the frames of `keep` samples, seen with `left` samples before them and `right` after (the first
+    window has nothing before, and keeps those frames too; the last ends with the audio). Lengths in
+    samples, whole frames of `frame` samples each."""
 
-    def __init__(self, window: int, overlap: int, frame: int):
-        self.window, self.overlap, self.frame = window // frame * frame, overlap // frame * frame, frame
+    def __init__(self, left: int, keep: int, right: int, frame: int):
+        self.left, self.keep, self.right = (length // frame * frame for length in (left, keep, right))
+        if self.keep <= 0:
+            raise ValueError(f"windows must keep at least one frame of {frame} samples, got {keep}")
+        self.frame = frame
         self.start = 0  # first sample of the next window
 
     def ready(self, received: int) -> list[Window]:
-        """The windows, not given before, that plan_windows gives for every total past `received` samples."""
-        windows = []
-        while received > self.start + self.window:
-            keep_from = 0 if self.start == 0 else self.overlap // self.frame
-            keep_to = (self.window - self.overlap) // self.frame
-            windows.append(Window(self.start, self.start + self.window, keep_from, keep_to))
-            self.start += self.window - 2 * self.overlap
+        """The windows, not given before, that `rest` gives for every total past `received` samples."""
+        windows, length = [], self.left + self.keep + self.right
+        while received > self.start + length:
+            keep_from = 0 if self.start == 0 else self.left // self.frame
+            windows.append(Window(self.start, self.start + length, keep_from, (self.left + self.keep) // self.frame))
+            self.start += self.keep
         return windows
 
     def rest(self, total: int) -> list[Window]:
         """The audio ended after `total` samples: the windows still to come, the last one ending there."""
         windows = self.ready(total)
-        keep_from = 0 if self.start == 0 else self.overlap // self.frame
+        keep_from = 0 if self.start == 0 else self.left // self.frame
         windows.append(Window(self.start, total, keep_from, -(-(total - self.start) // self.frame)))
         return windows
 
@@ -228,7 +232,8 @@ def plan_windows(total: int, window: int, overlap: int, frame: int) -> list[Wind
     """Cover `total` samples with windows of at most `window` samples that overlap by `overlap`
     on each side; each output frame is kept from exactly one window, the one where it has the
     most context. All lengths are in samples; `frame` is the samples per output frame."""
-    return WindowPlanner(window, overlap, frame).rest(total)
+    window, overlap = window // frame * frame, overlap // frame * frame
+    return WindowPlanner(overlap, window - 2 * overlap, overlap, frame).rest(total)
 
 
 def kept_frames(window: Window, result: WindowResult) -> np.ndarray:

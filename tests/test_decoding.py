@@ -71,7 +71,7 @@ def test_windows_planned_as_audio_arrives_are_those_of_the_whole_audio(total, se
     """WindowPlanner gives each window once its samples are all in, whatever the pieces the audio
     arrives in, and with the end: exactly plan_windows' windows."""
     frame, window, overlap = 320, 320 * 100, 320 * 10
-    planner, received, windows = WindowPlanner(window, overlap, frame), 0, []
+    planner, received, windows = WindowPlanner(overlap, window - 2 * overlap, overlap, frame), 0, []
     rng = np.random.default_rng(seed)
     while received < total:
         received = min(total, received + int(rng.integers(1, 320 * 60)))
@@ -80,3 +80,16 @@ def test_windows_planned_as_audio_arrives_are_those_of_the_whole_audio(total, se
         windows += ready
     windows += planner.rest(total)
     assert windows == plan_windows(total, window, overlap, frame)
+
+
+@pytest.mark.parametrize("total", [320 * 10, 320 * 251, 320 * 1234 + 5])
+def test_lopsided_windows_keep_every_frame_once_with_the_context_asked_for(total):
+    """More context before the kept frames than after (a live stream's latency is the context after)."""
+    frame, left, keep, right = 320, 320 * 100, 320 * 25, 320 * 50
+    windows = WindowPlanner(left, keep, right, frame).rest(total)
+    global_frames = [w.start // frame + t for w in windows for t in range(w.keep_from, w.keep_to)]
+    assert global_frames == list(range(-(-total // frame)))
+    for w in windows[1:-1]:
+        assert (w.keep_from, w.stop - w.start - w.keep_to * frame) == (100, 320 * 50)
+    with pytest.raises(ValueError, match="at least one frame"):
+        WindowPlanner(left, 319, right, frame)
