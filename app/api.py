@@ -524,6 +524,7 @@ def create_app(settings: Settings | None = None, exit_on_failure: bool = True) -
             settings.live_context_seconds,
             settings.live_lookahead_seconds,
             settings.live_piece_seconds,
+            settings.live_pause_probability or None,
         )
         transcriber = live.LiveTranscriber(state.engine, state.batcher.recognise, windows, hotwords)
         limits = live.LiveLimits(settings.live_idle_seconds, settings.max_audio_seconds)

@@ -107,12 +107,14 @@ class PcmToMono:
 @dataclass(frozen=True)
 class LiveWindows:
     """How a live stream is recognised, in seconds: `step` at a time, each window seeing `context`
-    before it and `lookahead` after, and searched in pieces of at most `piece`."""
+    before it and `lookahead` after, and searched in pieces of at most `piece`, each ending at the
+    first pause at least `pause_probability` sure (None: where a file's piece would end)."""
 
     step: float
     context: float
     lookahead: float
     piece: float
+    pause_probability: float | None = None  # a piece ends at the first pause this sure (PieceStream)
 
 
 class LiveTranscriber:
@@ -132,7 +134,8 @@ class LiveTranscriber:
         self.engine, self.recognise, self.hotwords = engine, recognise, hotwords
         left, keep, right = (round(seconds * rate) for seconds in (windows.context, windows.step, windows.lookahead))
         self.planner = WindowPlanner(left, keep, right, engine.frame_samples)
-        self.pieces = PieceStream(engine, hotwords, longest=round(windows.piece * rate / engine.frame_samples))
+        longest = round(windows.piece * rate / engine.frame_samples)
+        self.pieces = PieceStream(engine, hotwords, longest, windows.pause_probability)
         self.frame_seconds = engine.frame_samples / rate
         self.audio = np.zeros(0, np.float32)  # the samples from audio_start on
         self.audio_start = 0

@@ -88,6 +88,12 @@ class Settings(BaseSettings):
     live_piece_seconds: float = Field(
         5.0, ge=1.0, description="lexicon decoder: the longest stretch of live audio searched at once"
     )
+    live_pause_probability: float = Field(
+        0.99,
+        ge=0.0,
+        le=1.0,
+        description="lexicon decoder: a live piece ends at the first pause this sure (0: where a file's would)",
+    )
     live_idle_seconds: float = Field(10.0, gt=0, description="a live stream sending nothing this long is closed")
     live_max_streams: int = Field(32, ge=1, description="live streams open at once; more are refused (503)")
 

@@ -19,7 +19,13 @@ from app.shapes import PAD_SHAPES, ShapeBuckets
 from quantizer.ctc import frame_log_probabilities
 from quantizer.features import LogMelFrontEnd, pad_audio
 from quantizer.integer_model import IntegerModel
-from quantizer.lexicon import PAUSE_FRAMES, LexiconDecoder, LexiconSettings, settled_pause_cuts
+from quantizer.lexicon import (
+    PAUSE_FRAMES,
+    LexiconDecoder,
+    LexiconSettings,
+    early_pause_cuts,
+    settled_pause_cuts,
+)
 from quantizer.lexicon_workers import SearchWorkers
 from quantizer.runtime import Recognizer, logit_scale, same_logits
 
@@ -293,11 +299,20 @@ class PieceStream:
     being recognised. Greedy decoding cuts each window's frames at their last space: every word
     before it is complete, and each frame's class is its own argmax, so no later frame changes it."""
 
-    def __init__(self, engine: Engine, hotwords: tuple[str, ...] = (), longest: int | None = None):
+    def __init__(
+        self,
+        engine: Engine,
+        hotwords: tuple[str, ...] = (),
+        longest: int | None = None,
+        pause_probability: float | None = None,
+    ):
         """longest: the longest piece in output frames for the lexicon search (default: its own
-        max_frames, which `decode` cuts at too); greedy decoding ignores it."""
+        max_frames, which `decode` cuts at too). pause_probability: cut at the first pause this sure
+        (early_pause_cuts), for a live stream's latency, instead of where `decode` would. Greedy
+        decoding ignores both."""
         self.engine, self.hotwords = engine, hotwords
         self.longest = engine.piece_frames if longest is None or engine.piece_frames is None else longest
+        self.pause_certainty = None if pause_probability is None else float(np.log(pause_probability))
         self.tail = np.zeros((0, len(engine.labels) + 1), np.float32)  # frames not yet searched [T'', classes]
         self.tail_start = 0  # the output frame tail[0] is
         self.searches: deque[asyncio.Task[Piece]] = deque()  # in the input's order
@@ -306,7 +321,9 @@ class PieceStream:
         """The next window and its result; starts the searches of the pieces it settles. Call on the event loop."""
         self.tail = np.concatenate([self.tail, kept_frames(window, result)])
         labels = self.engine.labels
-        if self.longest is not None:
+        if self.longest is not None and self.pause_certainty is not None:
+            cuts = early_pause_cuts(self.tail, len(labels), labels.index(" "), self.longest, self.pause_certainty)
+        elif self.longest is not None:
             cuts = settled_pause_cuts(self.tail, len(labels), labels.index(" "), self.longest)
         elif " " in labels:
             cuts = np.flatnonzero(self.tail.argmax(axis=1) == labels.index(" "))[-1:].tolist()  # the last space

@@ -1,7 +1,7 @@
 """Live streams next to files, in one run: WER, how far final words lag the audio, and compute.
 
     .venv/bin/python benchmarks/live.py --model DIR --manifest M [--manifest M2 ...]
-        [--step 1 --context 2 --lookahead 1 --piece 5] [--chunk-ms 100]
+        [--step 1 --context 2 --lookahead 1 --piece 5 --pause 0.99] [--chunk-ms 100]
 
 DIR is a folder written by `qasr quantize`. Each utterance is transcribed the way `/v1/transcribe`
 does a file (QASR_CHUNK_SECONDS windows, whole-file pieces) and the way `/v1/listen` does a live
@@ -94,13 +94,14 @@ def main() -> None:
     parser.add_argument("--context", type=float, default=defaults.live_context_seconds)
     parser.add_argument("--lookahead", type=float, default=defaults.live_lookahead_seconds)
     parser.add_argument("--piece", type=float, default=defaults.live_piece_seconds)
+    parser.add_argument("--pause", type=float, default=defaults.live_pause_probability, help="0: as files")
     parser.add_argument("--chunk-ms", type=float, default=100.0)
     args = parser.parse_args()
 
     settings = Settings(decoder="lexicon")
     timed = TimedEngine(Engine.from_settings(args.model, settings, search_workers=None))
     chunk = int(args.chunk_ms / 1000 * timed.engine.sample_rate)
-    windows = LiveWindows(args.step, args.context, args.lookahead, args.piece)
+    windows = LiveWindows(args.step, args.context, args.lookahead, args.piece, args.pause or None)
     references, files, streams, lags = [], [], [], []
     audio_s = file_s = stream_s = 0.0
     for manifest in args.manifest:

@@ -157,6 +157,18 @@ def arpa_unigrams(path: str | Path, labels: list[str]) -> tuple[list[str], np.nd
 PAUSE_FRAMES = 8  # a cut's neighbours on each side that must look like silence too
 
 
+def pause_surroundings(log_probabilities: np.ndarray, blank: int, space: int) -> np.ndarray:
+    """Frames [T', classes] -> how surely each one's surroundings (PAUSE_FRAMES either side) are
+    silence (blank or space) [T']: their least log-probability of it; -inf within PAUSE_FRAMES of an
+    end, past which nothing is known."""
+    silence = np.logaddexp(log_probabilities[:, blank], log_probabilities[:, space])  # [T']
+    if not len(silence):
+        return silence
+    edge = np.full(PAUSE_FRAMES, -np.inf)
+    padded = np.concatenate([edge, silence, edge])
+    return sliding_window_view(padded, 2 * PAUSE_FRAMES + 1).min(axis=1)
+
+
 def pause_cuts(log_probabilities: np.ndarray, blank: int, space: int, longest: int) -> list[int]:
     """Frames [T', classes] -> where to cut them into pieces of at most `longest` frames: in the last
     three quarters of each piece's span, the frame whose surroundings (PAUSE_FRAMES either side) are
@@ -165,16 +177,39 @@ def pause_cuts(log_probabilities: np.ndarray, blank: int, space: int, longest: i
     frames = len(log_probabilities)
     if frames <= longest:
         return []
-    silence = np.logaddexp(log_probabilities[:, blank], log_probabilities[:, space])  # [T']
-    edge = np.full(PAUSE_FRAMES, -np.inf)  # past either end nothing is known: never a pause
-    padded = np.concatenate([edge, silence, edge])
-    surroundings = sliding_window_view(padded, 2 * PAUSE_FRAMES + 1).min(axis=1)  # [T']: least silent neighbour
+    surroundings = pause_surroundings(log_probabilities, blank, space)
     cuts, start = [], 0
     while frames - start > longest:
-        first, last = start + max(longest // 4, 1), start + longest
-        start = last - int(np.argmax(surroundings[first : last + 1][::-1]))
-        cuts.append(start)
+        cuts.append(_best_pause(surroundings, start, longest))
+        start = cuts[-1]
     return cuts
+
+
+def _best_pause(surroundings: np.ndarray, start: int, longest: int) -> int:
+    """pause_cuts' choice for the piece from frame `start`."""
+    first, last = start + max(longest // 4, 1), start + longest
+    return last - int(np.argmax(surroundings[first : last + 1][::-1]))
+
+
+def early_pause_cuts(
+    log_probabilities: np.ndarray, blank: int, space: int, longest: int, certainty: float
+) -> list[int]:
+    """The first frames [T', classes] of a stream -> cuts the frames still to come cannot change, each
+    as early as it can be: in the last three quarters of a piece's span, the first frame whose
+    surroundings are silence with log-probability `certainty` or more (a pause worth ending a piece
+    at); none by the span's end, pause_cuts' choice once the frames reach PAUSE_FRAMES past it."""
+    surroundings = pause_surroundings(log_probabilities, blank, space)
+    cuts, start = [], 0
+    while True:
+        first, last = start + max(longest // 4, 1), start + longest
+        sure = np.flatnonzero(surroundings[first : last + 1] >= certainty)
+        if len(sure):
+            cuts.append(first + int(sure[0]))
+        elif last + PAUSE_FRAMES < len(log_probabilities):
+            cuts.append(_best_pause(surroundings, start, longest))
+        else:
+            return cuts
+        start = cuts[-1]
 
 
 def settled_pause_cuts(log_probabilities: np.ndarray, blank: int, space: int, longest: int) -> list[int]:

@@ -12,6 +12,7 @@ from quantizer.lexicon import (
     UnknownWords,
     english_unigrams,
     joined_paths,
+    early_pause_cuts,
     pause_cuts,
     settled_pause_cuts,
     vocabulary_words,
@@ -144,6 +145,26 @@ def test_cuts_settled_on_the_first_frames_are_the_first_cuts_of_the_whole():
         assert settled == whole[: len(settled)], known
         settled_counts.append(len(settled))
     assert settled_counts[-1] >= len(whole) - 1 and sorted(settled_counts) == settled_counts
+
+
+def test_a_stream_cuts_at_the_first_sure_pause_and_never_takes_a_cut_back():
+    """early_pause_cuts: each cut as soon as a pause of PAUSE_FRAMES either side is sure, once a
+    quarter of the longest piece is behind it; cuts made on the first frames stay cuts of the whole."""
+    space = ENGLISH_LABELS.index(" ")
+    frames = spoken_with_pauses("good morning", "the house", "water and bread", "thank you", "see you")
+    sure = np.log(0.98)
+    whole = early_pause_cuts(frames, BLANK, space, 60, sure)
+    silent = frames.argmax(1) == BLANK
+    pause_starts = [t for t in range(1, len(frames)) if silent[t : t + 30].all() and not silent[t - 1]]
+    assert whole == [start + 8 for start in pause_starts]  # the first frame with 8 silent ones before it
+    for known in range(len(frames) + 1):
+        cuts = early_pause_cuts(frames[:known], BLANK, space, 60, sure)
+        assert cuts == whole[: len(cuts)], known
+        assert len(cuts) == sum(start + 17 <= known for start in pause_starts)  # once 8 more frames are in
+    for known in range(len(frames) + 1):  # no pause that sure: cut as files are, once settled
+        unsure = early_pause_cuts(frames[:known], BLANK, space, 40, np.log(0.999))
+        assert unsure == settled_pause_cuts(frames[:known], BLANK, space, 40), known
+    assert unsure
 
 
 def test_a_search_in_pieces_gives_the_words_of_one_search():

@@ -72,6 +72,7 @@ def lexicon_client(quartznet_nemo, tmp_path_factory):
         live_context_seconds=1.0,
         live_lookahead_seconds=1.0,
         live_piece_seconds=PIECE_FRAMES * 0.02,
+        live_pause_probability=0.0,  # pieces end where a file's do
         live_idle_seconds=1.0,
         max_audio_seconds=30.0,
         api_key="sesame",
@@ -112,6 +113,23 @@ def test_a_live_stream_gives_the_words_of_the_same_audio_sent_as_a_file(lexicon_
     metrics = lexicon_client.get("/metrics").text
     assert "qasr_live_streams 0.0" in metrics
     assert f"qasr_live_final_lag_seconds_count {float(len(finals))}" in metrics
+
+
+def test_live_pieces_end_at_the_first_sure_pause_when_asked(lexicon_client):
+    """QASR_LIVE_PAUSE_PROBABILITY > 0: a piece ends at its first pause that sure, so pieces are
+    shorter and more (finals come sooner), still tiling the audio in order."""
+    audio = pcm16(speechlike(14.0, seed=7))
+    settings = lexicon_client.app.state.service.settings
+    counts = {}
+    for probability in (0.0, 0.5):
+        settings.live_pause_probability = probability
+        with lexicon_client.websocket_connect("/v1/listen", headers=KEY) as socket:
+            *finals, _ = stream(socket, audio, piece_bytes=3_200)
+        ends = [round(m["start"] + m["duration"], 3) for m in finals]
+        assert [m["start"] for m in finals] == [0.0, *ends[:-1]] and ends[-1] == pytest.approx(14.0, abs=0.02)
+        counts[probability] = len(finals)
+    settings.live_pause_probability = 0.0
+    assert counts[0.5] > counts[0.0]
 
 
 def audio_wav(samples: np.ndarray) -> bytes:
