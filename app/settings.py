@@ -86,7 +86,7 @@ class Settings(BaseSettings):
         1.0, ge=0.0, description="audio a live window waits for after what it recognises (adds to the latency)"
     )
     live_piece_seconds: float = Field(
-        5.0, ge=1.0, description="lexicon decoder: the longest stretch of live audio searched at once"
+        8.0, ge=1.0, description="lexicon decoder: the longest stretch of live audio searched at once"
     )
     live_pause_probability: float = Field(
         0.99,

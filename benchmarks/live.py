@@ -1,7 +1,7 @@
 """Live streams next to files, in one run: WER, how far final words lag the audio, and compute.
 
     .venv/bin/python benchmarks/live.py --model DIR --manifest M [--manifest M2 ...]
-        [--step 1 --context 2 --lookahead 1 --piece 5 --pause 0.99] [--chunk-ms 100]
+        [--step 1 --context 2 --lookahead 1 --piece 8 --pause 0.99] [--chunk-ms 100]
 
 DIR is a folder written by `qasr quantize`. Each utterance is transcribed the way `/v1/transcribe`
 does a file (QASR_CHUNK_SECONDS windows, whole-file pieces) and the way `/v1/listen` does a live

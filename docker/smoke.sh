@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the CPU and Prometheus images and smoke-test the compose stack on this machine:
-# readiness, one transcription over the published port, Prometheus scraping the service, and a
+# readiness, transcriptions (files, and a live stream) over the published port, Prometheus scraping the service, and a
 # restart that must become ready from the quantization cache faster than the first start.
 # Installs Docker (Debian's docker.io, debootstrap, docker-compose) and starts dockerd if needed.
 set -euo pipefail
@@ -67,6 +67,20 @@ x, rate = soundfile.read(sys.argv[1], dtype="float32"); open(sys.argv[2], "wb").
 from_m4a=$(curl -sf -F "file=@$m4a" http://127.0.0.1:8000/v1/transcribe)
 echo "from M4A: $from_m4a" | cut -c1-200
 python3 -c 'import json, sys; body = json.loads(sys.argv[1]); assert body["duration"] > 1 and body["text"]' "$from_m4a"
+.venv/bin/python - "$clip" <<'LIVE'  # a live stream: the clip in 100 ms messages over the WebSocket
+import json, sys, soundfile
+from websockets.sync.client import connect
+samples, rate = soundfile.read(sys.argv[1], dtype="int16")
+with connect(f"ws://127.0.0.1:8000/v1/listen?sample_rate={rate}") as socket:
+    for start in range(0, len(samples), rate // 10):
+        socket.send(samples[start : start + rate // 10].tobytes())
+    socket.send(json.dumps({"type": "CloseStream"}))
+    messages = [json.loads(message) for message in socket]
+finals = [m["channel"]["alternatives"][0]["transcript"] for m in messages if m["type"] == "Results"]
+print("live stream:", " | ".join(finals))
+assert messages[-1]["type"] == "Metadata" and abs(messages[-1]["duration"] - len(samples) / rate) < 0.01
+assert " ".join(finals).strip()
+LIVE
 
 for _ in $(seq 60); do
     up=$(curl -sf 'http://127.0.0.1:9090/api/v1/query?query=up%7Bjob%3D%22qasr%22%7D' \
