@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -15,6 +12,7 @@ import httpx
 import pytest
 
 from app.cli import main
+from tests.processes import served
 from tests.test_service import encode, speechlike
 
 
@@ -63,39 +61,13 @@ def _write(path: Path, data: bytes) -> Path:
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_sigterm_finishes_in_flight_requests_then_exits(quartznet_nemo, tmp_path):
-    port = _free_port()
-    env = os.environ | {
-        "QASR_CACHE_DIR": str(tmp_path),
-        "QASR_CALIB_SAMPLES": "2",
-        "QASR_CALIB_FRAMES": "80",
-        "QASR_CALIB_ITERS": "5",
-        "QASR_THREADS": "1",
+    waiting = {
         "QASR_MAX_BATCH_SIZE": "64",
         "QASR_MAX_BATCH_WAIT_MS": "3000",  # a request waits 3 s for its batch: in flight when SIGTERM comes
     }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", "--model", str(quartznet_nemo), "--port", str(port)],
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+    server, url = served(quartznet_nemo, tmp_path, waiting, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
         responses = []
         clip = encode(speechlike(2.0))
         request = threading.Thread(

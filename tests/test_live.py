@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
-import sys
-import time
 from dataclasses import replace
 
-import httpx
 import numpy as np
 import pytest
 import soxr
@@ -22,6 +17,7 @@ from starlette.websockets import WebSocketDisconnect
 import app.settings
 from app.api import create_app
 from app.live import PcmToMono, hotword_fields, live_options
+from tests.processes import served
 from tests.test_service import RATE, settings_for, speechlike, wait_ready
 
 PIECE_FRAMES = 60  # the lexicon search's longest piece in these tests, for files and live streams alike
@@ -270,24 +266,9 @@ def test_a_real_server_streams_over_the_wire_and_refuses_a_wrong_key_with_its_st
     from websockets.exceptions import InvalidStatus
     from websockets.sync.client import connect
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = os.environ | {
-        "QASR_CACHE_DIR": str(tmp_path),
-        "QASR_CALIB_SAMPLES": "2",
-        "QASR_CALIB_FRAMES": "80",
-        "QASR_CALIB_ITERS": "5",
-        "QASR_THREADS": "1",
-        "QASR_API_KEY": "sesame",
-    }
-    command = [sys.executable, "-m", "app.cli", "serve", "--model", str(quartznet_nemo), "--port", str(port)]
-    server = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
+    server, http_url = served(quartznet_nemo, tmp_path, {"QASR_API_KEY": "sesame"}, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not ready(f"http://127.0.0.1:{port}"):
-            time.sleep(0.2)
-        url = f"ws://127.0.0.1:{port}/v1/listen?sample_rate=16000"
+        url = http_url.replace("http://", "ws://") + "/v1/listen?sample_rate=16000"
         with connect(url, additional_headers={"Authorization": "Token sesame"}) as stream_socket:
             for start in range(0, 3 * RATE * 2, 6_400):
                 stream_socket.send(pcm16(speechlike(3.0, seed=1))[start : start + 6_400])
@@ -302,10 +283,3 @@ def test_a_real_server_streams_over_the_wire_and_refuses_a_wrong_key_with_its_st
     assert all(m["type"] == "Results" and m["is_final"] for m in messages[:-1])
     response = refused.value.response
     assert response.status_code == 401 and json.loads(response.body)["error"]["type"] == "authentication_error"
-
-
-def ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/health/ready", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
