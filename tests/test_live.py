@@ -244,6 +244,14 @@ def test_a_stream_that_breaks_the_rules_gets_an_error_and_is_closed_while_the_se
     assert "qasr_live_streams 0.0" in lexicon_client.get("/metrics").text
 
 
+@pytest.mark.parametrize("seconds", [0.0, 0.05])
+def test_a_stream_with_no_audio_or_under_100_ms_ends_with_metadata_and_no_words(lexicon_client, seconds):
+    with lexicon_client.websocket_connect("/v1/listen", headers=KEY) as socket:
+        *results, metadata = stream(socket, pcm16(speechlike(seconds)), piece_bytes=3_200)
+    assert metadata["duration"] == pytest.approx(seconds)
+    assert all(m["is_final"] and m["channel"]["alternatives"][0]["words"] == [] for m in results)
+
+
 def test_streams_past_the_limit_are_refused_until_one_closes(quartznet_nemo, tmp_path):
     settings = settings_for(quartznet_nemo, tmp_path, live_max_streams=1)
     with TestClient(create_app(settings, exit_on_failure=False)) as client:
