@@ -24,7 +24,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from app.decoding import transcript
 from app.formats import word_bodies
-from app.transcriber import Engine, Piece, PieceStream, WindowPlanner, WindowResult, words_by_piece
+from app.transcriber import Engine, Piece, PieceStream, WindowPlanner, WindowResult, searched_piece
 
 log = logging.getLogger("qasr.live")
 
@@ -164,11 +164,7 @@ class LiveTranscriber:
         tail, first = self.pieces.tail, self.pieces.tail_start
         if not len(tail):
             return None
-
-        def words() -> list:
-            return [word for piece in words_by_piece(self.engine, tail, first, self.hotwords) for word in piece]
-
-        return Piece(await asyncio.to_thread(words), first, len(tail))
+        return await asyncio.to_thread(searched_piece, self.engine, tail, first, self.hotwords)
 
     async def _recognise(self, windows: list) -> bool:
         if not windows:

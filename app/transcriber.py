@@ -283,6 +283,14 @@ class Piece:
     frames: int  # its length in output frames
 
 
+def searched_piece(
+    engine: Engine, log_probabilities: np.ndarray, first_frame: int, hotwords: tuple[str, ...] = ()
+) -> Piece:
+    """Frames [T', classes] from output frame `first_frame` -> that piece with its words (words_by_piece)."""
+    pieces = words_by_piece(engine, log_probabilities, first_frame, hotwords)
+    return Piece([word for words in pieces for word in words], first_frame, len(log_probabilities))
+
+
 def head_windows(engine: Engine, windows: list[Window]) -> int:
     """How many of these windows' frames settle a PieceStream's first cut (one for greedy decoding)."""
     if engine.piece_frames is None:
@@ -357,11 +365,8 @@ class PieceStream:
         return bool(self.searches) and self.searches[0].done()
 
     def _search(self, log_probabilities: np.ndarray, first_frame: int) -> None:
-        def piece() -> Piece:
-            pieces = words_by_piece(self.engine, log_probabilities, first_frame, self.hotwords)
-            return Piece([word for words in pieces for word in words], first_frame, len(log_probabilities))
-
-        self.searches.append(asyncio.ensure_future(asyncio.to_thread(piece)))
+        search = asyncio.to_thread(searched_piece, self.engine, log_probabilities, first_frame, self.hotwords)
+        self.searches.append(asyncio.ensure_future(search))
 
 
 def decode(

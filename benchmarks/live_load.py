@@ -25,11 +25,9 @@ from pathlib import Path
 import numpy as np
 from websockets.sync.client import connect
 
-from quantizer.manifest import load_audio, read_manifest
-from quantizer.nemo_configs import ENGLISH_LABELS
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from service_load import RATE, start_server  # noqa: E402
+from streaming import joined_samples  # noqa: E402
 
 SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "models" / "qasr-en-quartznet5x5.nemo"
 MESSAGE_S = 0.1
@@ -37,13 +35,8 @@ MESSAGE_S = 0.1
 
 def recording(manifest: str, seconds: float) -> bytes:
     """The manifest's utterances in order, whole ones until `seconds` are reached, as 16-bit PCM."""
-    pieces, total = [], 0
-    for utterance in read_manifest(manifest, ENGLISH_LABELS):
-        pieces.append(load_audio(utterance.audio))
-        total += len(pieces[-1])
-        if total >= seconds * RATE:
-            break
-    return (np.clip(np.concatenate(pieces), -1, 32767 / 32768) * 32768).astype("<i2").tobytes()
+    samples = joined_samples(manifest, seconds / 60)
+    return (np.clip(samples, -1, 32767 / 32768) * 32768).astype("<i2").tobytes()
 
 
 def one_stream(url: str, pcm: bytes, out: list) -> None:

@@ -35,16 +35,21 @@ from service_load import RATE, start_server  # noqa: E402
 SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "models" / "qasr-en-quartznet5x5.nemo"
 
 
-def joined_recording(manifest: str, minutes: float) -> bytes:
-    """The manifest's utterances in order, whole ones until `minutes` are reached, as one 16-bit WAV."""
+def joined_samples(manifest: str, minutes: float) -> np.ndarray:
+    """The manifest's utterances in order, whole ones until `minutes` are reached, as float32 samples."""
     pieces, samples = [], 0
     for utterance in read_manifest(manifest, ENGLISH_LABELS):
         pieces.append(load_audio(utterance.audio))
         samples += len(pieces[-1])
         if samples >= minutes * 60 * RATE:
             break
+    return np.concatenate(pieces)
+
+
+def joined_recording(manifest: str, minutes: float) -> bytes:
+    """joined_samples as one 16-bit WAV."""
     buffer = io.BytesIO()
-    soundfile.write(buffer, np.concatenate(pieces), RATE, format="WAV", subtype="PCM_16")
+    soundfile.write(buffer, joined_samples(manifest, minutes), RATE, format="WAV", subtype="PCM_16")
     return buffer.getvalue()
 
 

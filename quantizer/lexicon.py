@@ -185,9 +185,14 @@ def pause_cuts(log_probabilities: np.ndarray, blank: int, space: int, longest: i
     return cuts
 
 
+def _cut_span(start: int, longest: int) -> tuple[int, int]:
+    """The first and last frame where the piece from frame `start` may end: its span's last three quarters."""
+    return start + max(longest // 4, 1), start + longest
+
+
 def _best_pause(surroundings: np.ndarray, start: int, longest: int) -> int:
-    """pause_cuts' choice for the piece from frame `start`."""
-    first, last = start + max(longest // 4, 1), start + longest
+    """pause_cuts' choice for the piece from frame `start`: its span's most silent frame, the latest of equals."""
+    first, last = _cut_span(start, longest)
     return last - int(np.argmax(surroundings[first : last + 1][::-1]))
 
 
@@ -201,7 +206,7 @@ def early_pause_cuts(
     surroundings = pause_surroundings(log_probabilities, blank, space)
     cuts, start = [], 0
     while True:
-        first, last = start + max(longest // 4, 1), start + longest
+        first, last = _cut_span(start, longest)
         sure = np.flatnonzero(surroundings[first : last + 1] >= certainty)
         if len(sure):
             cuts.append(first + int(sure[0]))
