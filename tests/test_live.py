@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 from dataclasses import replace
 
 import numpy as np
@@ -14,6 +15,7 @@ from starlette.datastructures import QueryParams
 from starlette.testclient import WebSocketDenialResponse
 from starlette.websockets import WebSocketDisconnect
 
+import app.api
 import app.settings
 from app.api import create_app
 from app.live import PcmToMono, hotword_fields, live_options
@@ -291,3 +293,34 @@ def test_a_real_server_streams_over_the_wire_and_refuses_a_wrong_key_with_its_st
     assert all(m["type"] == "Results" and m["is_final"] for m in messages[:-1])
     response = refused.value.response
     assert response.status_code == 401 and json.loads(response.body)["error"]["type"] == "authentication_error"
+
+
+def test_a_handshake_before_the_model_is_ready_is_refused_with_503(quartznet_nemo, tmp_path, monkeypatch):
+    release = threading.Event()
+    real_prepare = app.api.prepare_model
+    monkeypatch.setattr(app.api, "prepare_model", lambda *args: release.wait(30) and real_prepare(*args))
+    with TestClient(create_app(settings_for(quartznet_nemo, tmp_path), exit_on_failure=False)) as client:
+        with pytest.raises(WebSocketDenialResponse) as refused:
+            client.websocket_connect("/v1/listen").__enter__()
+        release.set()
+        wait_ready(client)
+    assert refused.value.status_code == 503
+    assert refused.value.json()["error"]["message"] == "the model is not ready (starting)"
+
+
+def test_a_failure_inside_ends_only_that_stream_with_an_internal_error(lexicon_client, monkeypatch):
+    engine = lexicon_client.app.state.service.engine
+
+    def broken(windows, batch_id=0):
+        raise RuntimeError("inference broke")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(engine, "run", broken)
+        with lexicon_client.websocket_connect("/v1/listen", headers=KEY) as socket:
+            socket.send_bytes(pcm16(speechlike(6.0)))
+            error, code = errors_of(socket)
+    assert (error["variant"], code) == ("server_error", 1011)
+    assert error["description"] == "internal error; quote the request id when reporting it"
+    with lexicon_client.websocket_connect("/v1/listen", headers=KEY) as socket:
+        *_, metadata = stream(socket, pcm16(speechlike(1.0)), piece_bytes=8_000)
+    assert metadata["duration"] == pytest.approx(1.0)
